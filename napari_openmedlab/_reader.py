@@ -1,0 +1,82 @@
+"""npe2 reader: NIfTI, NRRD, MetaImage and DICOM folders as layers in physical millimetres.
+
+A label file opened while an image on another voxel grid is shown is resampled (nearest
+neighbour, in physical space) onto that image's grid, so labels and image share one grid and
+later edits and commits line up voxel for voxel.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .io import Volume, VolumeReadError, read_volume, resample_labels_to, supported_path
+from .io.readers import is_label_volume
+from .layers import META_KEY, geometry_of_layer, label_names_beside, labels_layer_data, volume_layer_data
+
+
+def get_reader(path: str | list[str]):
+    """Return a reader function for ``path``, or None when we do not handle it (npe2 contract)."""
+    if isinstance(path, list):
+        if not path or not all(isinstance(p, str) and supported_path(p) for p in path):
+            return None
+        return read_layers
+    if not isinstance(path, str) or not supported_path(path):
+        return None
+    if os.path.isdir(path) and not _has_files(path):
+        return None
+    return read_layers
+
+
+def read_layers(path: str | list[str]) -> list[tuple]:
+    """Layer data tuples for one path or several; raises a readable error for a broken file."""
+    paths = path if isinstance(path, list) else [path]
+    layers = []
+    reference = _reference_image()
+    for p in paths:
+        volume = read_volume(p)
+        if is_label_volume(volume, p):
+            volume = _onto_reference(volume, reference)
+            layers.append(labels_layer_data(volume, label_names_beside(p)))
+        else:
+            layers.append(volume_layer_data(volume))
+            reference = reference or (volume.geometry, volume.shape)
+    return layers
+
+
+def _has_files(path: str) -> bool:
+    try:
+        return any(os.scandir(path))
+    except OSError:
+        return False
+
+
+def _reference_image():
+    """(geometry, shape) of the image shown in the current viewer, if any (lazy napari import)."""
+    try:
+        import napari
+    except ImportError:  # headless use of the reader
+        return None
+    viewer = napari.current_viewer()
+    if viewer is None:
+        return None
+    from napari.layers import Image
+
+    candidates = [layer for layer in viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
+    selected = [layer for layer in candidates if layer in viewer.layers.selection]
+    for layer in selected + candidates[::-1]:
+        if META_KEY in layer.metadata:
+            geometry = geometry_of_layer(layer.metadata)
+            return geometry, tuple(layer.data.shape)
+    return None
+
+
+def _onto_reference(labels: Volume, reference) -> Volume:
+    if reference is None:
+        return labels
+    geometry, shape = reference
+    if labels.geometry.same_grid(geometry) and labels.shape == shape:
+        return labels
+    return resample_labels_to(labels, geometry, shape)
+
+
+__all__ = ["get_reader", "read_layers", "VolumeReadError"]

@@ -1,0 +1,27 @@
+"""Errors the CLI reports as one readable line (anything else is a bug and keeps its traceback)."""
+
+from __future__ import annotations
+
+
+def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant
+    from ..engines.base import EngineError, PromptError
+    from ..io.errors import VolumeReadError, VolumeWriteError
+    from ..models.registry import UnknownModelError
+    from ..models.weights import WeightsError
+
+    errors: list[type[BaseException]] = [
+        EngineError,
+        PromptError,
+        VolumeReadError,
+        VolumeWriteError,
+        UnknownModelError,
+        WeightsError,
+        FileNotFoundError,
+    ]
+    try:
+        from ..models.errors import CheckpointMismatchError
+
+        errors.append(CheckpointMismatchError)
+    except ImportError:
+        pass
+    return tuple(errors)

@@ -1,0 +1,59 @@
+"""Engines: one loaded model + one volume; ``set_volume`` once, ``predict(prompts)`` per click.
+
+``create_engine`` is the single entry point the CLI, the widget and the evaluation use, so every
+model is reached the same way. Torch is imported only when a neural engine is created.
+"""
+
+from __future__ import annotations
+
+import os
+
+from .base import Box, Cancelled, Engine, EngineError, Prediction, PromptError, Prompts
+
+
+def create_engine(
+    name: str,
+    checkpoint: str | os.PathLike | None = None,
+    device: str = "auto",
+) -> Engine:
+    """Build the engine for registry model ``name``.
+
+    Args:
+        checkpoint: a local checkpoint file; wins over the weights cache.
+        device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
+
+    Raises:
+        UnknownModelError: ``name`` is not in the registry.
+        WeightsError: a neural model's weights are neither given nor in the cache (the message
+            says where they were looked for and how to get them).
+    """
+    from ..models.registry import get_spec
+    from ..models.weights import WeightsError, find_weights, missing_weights_message
+
+    spec = get_spec(name)
+    if spec.family == "classic":
+        from .seeded import SeededRegionEngine
+
+        return SeededRegionEngine()
+    path = find_weights(spec, checkpoint)
+    if path is None:
+        raise WeightsError(missing_weights_message(spec))
+    if spec.family == "3d":
+        from .sam_med3d import SamMed3DEngine
+
+        return SamMed3DEngine.from_checkpoint(path, device=device)
+    from .sam2d import Sam2DEngine
+
+    return Sam2DEngine.from_checkpoint(spec, path, device=device)
+
+
+__all__ = [
+    "Box",
+    "Cancelled",
+    "Engine",
+    "EngineError",
+    "Prediction",
+    "PromptError",
+    "Prompts",
+    "create_engine",
+]

@@ -1,0 +1,269 @@
+"""Slice-to-slice propagation: from annotated slices to a 3D mask, with any 2D segmenter.
+
+The 2D models see one slice at a time. To get a 3D object the user segments one slice (or a
+few), and the object is carried to the neighbouring slices one after another: each new slice is
+segmented by a *segmenter* prompted from the mask of the slice before it. This module holds
+only that logic; the model is the callable ``segment(prompt) -> 2D boolean mask`` (the
+:class:`~napari_openmedlab.engines.sam2d.Sam2DEngine` supplies one, the tests a stand-in).
+
+Rules (see :class:`PropagationOptions` for the numbers):
+
+* **Prompt of a slice** (:func:`derive_prompt`): the bounding box of the previous slice's mask,
+  widened by a margin (10 % of its side, at least 2 voxels) so that a growing object still fits,
+  plus one positive point at the previous mask's most interior pixel (the maximum of its
+  distance transform) that lies inside the object on that slice too when the slices overlap,
+  and tells a box holding two structures which one is meant. The previous mask itself is also
+  handed over (``prompt.mask``); whether the model uses it as a mask prompt is the segmenter's
+  choice (``use_mask_prompt``, off by default: SAM's mask input is trained on its own logits of
+  the same image, not on a neighbour's binary mask). MedSAM is trained with boxes only; its
+  engine switches the point off.
+* **Stop**: a direction ends at the first slice whose mask is smaller than ``min_area`` pixels
+  (the object has vanished) or whose Dice with the previous slice's mask is below ``min_dice``
+  (0.3: the model jumped to another structure, or the object ended and something else was
+  found). That slice is not kept. Dice rather than IoU because it is gentler with the real
+  shrinking of an organ's tip on thick slices (Dice 0.3 = IoU 0.18).
+* **Several annotated slices**: below the lowest and above the highest annotation the object is
+  carried outwards until it stops or the volume ends. Each gap between two annotations is filled
+  from both ends, meeting in the middle: every slice takes the mask carried from the *nearer*
+  annotation (the lower one on a tie). If one side stops early, the other side carries on
+  through the rest of the gap (up to its own stop). Each slice is segmented at most once. The
+  annotated slices are kept as given.
+
+Progress is reported per segmented slice; ``cancel()`` is checked before each slice and raises
+:class:`~napari_openmedlab.engines.base.Cancelled`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .base import CancelFlag, Cancelled, ProgressCallback
+
+
+@dataclass(frozen=True)
+class PropagationOptions:
+    """The numbers of the propagation rules (module docstring).
+
+    Attributes:
+        box_margin: fraction of the previous mask's box side added on each side.
+        min_box_margin: least margin in voxels.
+        use_point: add a positive point at the previous mask's most interior pixel.
+        use_mask_prompt: ask the segmenter to use the previous mask as a mask prompt.
+        min_dice: a slice whose Dice with the previous slice's mask is lower stops the direction.
+        min_area: a slice whose mask has fewer pixels stops the direction (object vanished).
+        max_distance: carry at most this many slices away from an annotation (None: no limit).
+    """
+
+    box_margin: float = 0.1
+    min_box_margin: int = 2
+    use_point: bool = True
+    use_mask_prompt: bool = False
+    min_dice: float = 0.3
+    min_area: int = 3
+    max_distance: int | None = None
+
+
+@dataclass
+class SlicePrompt:
+    """What the segmenter gets for one slice, in that slice's (row, column) voxel coordinates.
+
+    Attributes:
+        index: the slice to segment.
+        source: the slice whose mask the prompt comes from.
+        box: ``(r0, c0, r1, c1)``, inclusive voxel bounds (clipped to the slice).
+        points: ``(N, 2)`` (row, column) of the clicks.
+        labels: ``(N,)`` 1 positive, 0 negative.
+        mask: the source slice's mask (boolean, the slice's shape).
+        use_mask_prompt: whether the segmenter should feed ``mask`` to the model.
+    """
+
+    index: int
+    source: int
+    box: tuple[float, float, float, float]
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 2)))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
+    mask: np.ndarray | None = None
+    use_mask_prompt: bool = False
+
+
+SliceSegmenter = Callable[[SlicePrompt], np.ndarray]
+"""``segment(prompt) -> mask``: the 2D boolean mask of slice ``prompt.index``."""
+
+
+@dataclass
+class Stop:
+    """Why a direction ended: at slice ``index`` (not kept), walking ``step`` (+1 / -1)."""
+
+    index: int
+    step: int
+    reason: str  # "vanished", "overlap", "distance"
+    dice: float | None = None
+    area: int = 0
+
+
+@dataclass
+class PropagationResult:
+    """The masks per slice index (annotations included) and where the walks stopped."""
+
+    masks: dict[int, np.ndarray]
+    stops: list[Stop]
+    segmented: int = 0
+
+    def to_volume(self, axis: int, shape: tuple[int, int, int]) -> np.ndarray:
+        """The 3D boolean mask: each slice's mask put at its index along ``axis``."""
+        out = np.zeros(shape, dtype=bool)
+        for index, mask in self.masks.items():
+            out[_slicer(axis, index)] = mask
+        return out
+
+
+def _slicer(axis: int, index: int) -> tuple:
+    sl: list = [slice(None)] * 3
+    sl[axis] = index
+    return tuple(sl)
+
+
+def dice(a: np.ndarray, b: np.ndarray) -> float:
+    """Dice coefficient of two boolean masks (1.0 for two empty masks)."""
+    total = int(a.sum()) + int(b.sum())
+    if total == 0:
+        return 1.0
+    return 2.0 * int(np.logical_and(a, b).sum()) / total
+
+
+def interior_point(mask: np.ndarray) -> tuple[int, int]:
+    """The (row, column) of ``mask`` farthest from its border (first such pixel)."""
+    from scipy import ndimage
+
+    if not mask.any():
+        raise ValueError("empty mask has no interior point")
+    distance = ndimage.distance_transform_edt(np.pad(mask, 1))[1:-1, 1:-1]
+    r, c = np.unravel_index(int(np.argmax(distance)), mask.shape)
+    return int(r), int(c)
+
+
+def mask_box(mask: np.ndarray) -> tuple[int, int, int, int]:
+    """Inclusive ``(r0, c0, r1, c1)`` bounds of a non-empty 2D mask."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
+    if not len(rows):
+        raise ValueError("empty mask has no box")
+    return int(rows[0]), int(cols[0]), int(rows[-1]), int(cols[-1])
+
+
+def derive_prompt(
+    previous: np.ndarray, index: int, source: int, options: PropagationOptions = PropagationOptions()
+) -> SlicePrompt:
+    """The prompt for slice ``index`` from the mask of slice ``source`` (module docstring)."""
+    r0, c0, r1, c1 = mask_box(previous)
+    h, w = previous.shape
+    mr = max(options.min_box_margin, options.box_margin * (r1 - r0 + 1))
+    mc = max(options.min_box_margin, options.box_margin * (c1 - c0 + 1))
+    box = (
+        float(max(0.0, r0 - mr)),
+        float(max(0.0, c0 - mc)),
+        float(min(h - 1.0, r1 + mr)),
+        float(min(w - 1.0, c1 + mc)),
+    )
+    if options.use_point:
+        points = np.asarray([interior_point(previous)], dtype=float)
+        labels = np.ones(1, dtype=int)
+    else:
+        points, labels = np.zeros((0, 2)), np.zeros((0,), dtype=int)
+    return SlicePrompt(index, source, box, points, labels, previous, options.use_mask_prompt)
+
+
+class _Walker:
+    """Carries masks from slice to slice; shared bookkeeping of one propagation call."""
+
+    def __init__(self, n_slices, segment, options, progress, cancel, total) -> None:
+        self.n = n_slices
+        self.segment = segment
+        self.options = options
+        self.progress = progress
+        self.cancel = cancel
+        self.total = max(1, total)
+        self.masks: dict[int, np.ndarray] = {}
+        self.stops: list[Stop] = []
+        self.done = 0
+
+    def walk(self, start: int, mask: np.ndarray, step: int, last: int, origin: int) -> tuple[int, bool]:
+        """Carry ``mask`` of slice ``start`` one slice at a time up to ``last`` (inclusive).
+
+        ``origin`` is the annotation the walk comes from (for ``max_distance``). Returns the last
+        slice filled (``start`` if none) and whether the walk stopped before ``last``.
+        """
+        previous, current = mask, start
+        for index in range(start + step, last + step, step):
+            if self.options.max_distance is not None and abs(index - origin) > self.options.max_distance:
+                self.stops.append(Stop(index, step, "distance"))
+                return current, True
+            if self.cancel is not None and self.cancel():
+                raise Cancelled("propagation cancelled")
+            prompt = derive_prompt(previous, index, current, self.options)
+            new = np.asarray(self.segment(prompt), dtype=bool)
+            if new.shape != previous.shape:
+                raise ValueError(f"segmenter returned shape {new.shape} for slice {index}, expected {previous.shape}")
+            self.done += 1
+            if self.progress is not None:
+                self.progress(min(1.0, self.done / self.total), f"propagating: slice {index}")
+            area = int(new.sum())
+            if area < self.options.min_area:
+                self.stops.append(Stop(index, step, "vanished", None, area))
+                return current, True
+            d = dice(previous, new)
+            if d < self.options.min_dice:
+                self.stops.append(Stop(index, step, "overlap", d, area))
+                return current, True
+            self.masks[index] = new
+            previous, current = new, index
+        return current, False
+
+
+def propagate(
+    seeds: Mapping[int, np.ndarray],
+    n_slices: int,
+    segment: SliceSegmenter,
+    options: PropagationOptions | None = None,
+    progress: ProgressCallback | None = None,
+    cancel: CancelFlag | None = None,
+) -> PropagationResult:
+    """Carry the annotated slices ``seeds`` (index -> 2D boolean mask) through ``n_slices``.
+
+    Empty seed masks are ignored; at least one must be non-empty. See the module docstring for
+    the rules. Raises :class:`Cancelled` when ``cancel()`` turns true.
+    """
+    options = options or PropagationOptions()
+    annotated = {int(i): np.asarray(m, dtype=bool) for i, m in seeds.items() if np.asarray(m).any()}
+    if not annotated:
+        raise ValueError("propagation needs at least one non-empty annotated slice")
+    for i in annotated:
+        if not 0 <= i < n_slices:
+            raise ValueError(f"annotated slice {i} outside 0..{n_slices - 1}")
+    order = sorted(annotated)
+    # every non-annotated slice is segmented at most once: that is the progress total
+    total = n_slices - len(order)
+    walker = _Walker(n_slices, segment, options, progress, cancel, total)
+    walker.masks.update(annotated)
+    if progress is not None:
+        progress(0.0, "propagating")
+
+    for a, b in zip(order[:-1], order[1:]):
+        if b - a <= 1:
+            continue
+        mid = (a + b) // 2  # the lower annotation takes the middle slice on a tie
+        last_f, stopped_f = walker.walk(a, annotated[a], +1, mid, a)
+        if stopped_f:
+            walker.walk(b, annotated[b], -1, last_f + 1, b)
+            continue
+        last_b, stopped_b = walker.walk(b, annotated[b], -1, mid + 1, b)
+        if stopped_b and last_b - 1 > mid:
+            walker.walk(mid, walker.masks[mid], +1, last_b - 1, a)
+    walker.walk(order[0], annotated[order[0]], -1, 0, order[0])
+    walker.walk(order[-1], annotated[order[-1]], +1, n_slices - 1, order[-1])
+    if progress is not None:
+        progress(1.0, "propagation done")
+    return PropagationResult(walker.masks, walker.stops, walker.done)

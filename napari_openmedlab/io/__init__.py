@@ -1,0 +1,35 @@
+"""Headless medical-image I/O through SimpleITK. Never imports napari or Qt."""
+
+from .errors import (
+    CorruptFileError,
+    NoDicomSeriesError,
+    NotVolumetricError,
+    UnsupportedFormatError,
+    VolumeReadError,
+    VolumeWriteError,
+)
+from .geometry import Geometry
+from .readers import is_label_volume, list_dicom_series, read_labels_onto, read_volume, supported_path
+from .resample import resample_labels_to, resample_to_spacing
+from .volume import Volume
+from .writers import label_dtype_for, write_volume
+
+__all__ = [
+    "CorruptFileError",
+    "Geometry",
+    "NoDicomSeriesError",
+    "NotVolumetricError",
+    "UnsupportedFormatError",
+    "Volume",
+    "VolumeReadError",
+    "VolumeWriteError",
+    "is_label_volume",
+    "label_dtype_for",
+    "list_dicom_series",
+    "read_labels_onto",
+    "read_volume",
+    "resample_labels_to",
+    "resample_to_spacing",
+    "supported_path",
+    "write_volume",
+]

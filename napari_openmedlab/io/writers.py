@@ -1,0 +1,63 @@
+"""Write a :class:`Volume` atomically: to a temporary file beside the target, then rename."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import VolumeWriteError
+from .volume import Volume
+
+WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
+
+
+def label_dtype_for(array: np.ndarray) -> np.dtype:
+    """The smallest unsigned type that holds every id: uint8 up to 255, else uint16."""
+    if array.size == 0:
+        return np.dtype(np.uint8)
+    lo, hi = int(array.min()), int(array.max())
+    if lo < 0:
+        raise VolumeWriteError(f"label ids must be non-negative; found {lo}")
+    if hi <= np.iinfo(np.uint8).max:
+        return np.dtype(np.uint8)
+    if hi <= np.iinfo(np.uint16).max:
+        return np.dtype(np.uint16)
+    raise VolumeWriteError(f"label id {hi} does not fit in uint16")
+
+
+def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = False) -> Path:
+    """Write ``volume`` with its exact geometry to NIfTI, NRRD or MHA (chosen by suffix).
+
+    With ``labels=True`` the array is stored as uint8 or uint16, as the ids need. The data go to
+    a temporary file in the same folder first and replace ``path`` only once fully written, so a
+    failed write never destroys an existing file.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    suffix = next((s for s in WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
+    if suffix is None:
+        raise VolumeWriteError(f"{path.name}: choose a suffix among {', '.join(WRITE_SUFFIXES)}")
+    if not path.parent.is_dir():
+        raise VolumeWriteError(f"{path.parent}: the folder does not exist")
+    array = volume.array
+    if labels:
+        array = array.astype(label_dtype_for(array), copy=False)
+    elif array.dtype == bool:
+        array = array.astype(np.uint8)
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    volume.geometry.apply_to_sitk(image)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
+    os.close(fd)
+    try:
+        sitk.WriteImage(image, tmp, True)
+        os.replace(tmp, path)
+    except (RuntimeError, OSError) as err:
+        raise VolumeWriteError(f"{path}: could not be written ({err}); nothing was overwritten") from err
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
