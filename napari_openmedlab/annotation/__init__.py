@@ -1,0 +1,28 @@
+"""Headless annotation logic behind the segmentation widget: edits, undo, label classes, autosave.
+
+Nothing here imports napari or Qt, so a notebook or a batch job can replay what the widget does, and
+the tests exercise it without a display.
+"""
+
+from .autosave import Autosaver, RecoveryStore, image_key, recovery_root
+from .editing import OVERLAP_RULES, commit_mask
+from .label_classes import LabelClass, list_presets, load_preset, read_classes, write_classes
+from .undo import History, LabelDiff, ObjectState, Step
+
+__all__ = [
+    "OVERLAP_RULES",
+    "Autosaver",
+    "History",
+    "LabelClass",
+    "LabelDiff",
+    "ObjectState",
+    "RecoveryStore",
+    "Step",
+    "commit_mask",
+    "image_key",
+    "list_presets",
+    "load_preset",
+    "read_classes",
+    "recovery_root",
+    "write_classes",
+]
