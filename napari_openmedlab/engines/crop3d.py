@@ -226,8 +226,8 @@ class CanonicalGrid:
                 return np.zeros((size,) * 3, bool)
             idx[-1] = (idx[-1], ok)
         out = mask.transpose(self.src_axis)[np.ix_(*(i for i, _ in idx))]
-        valid = np.ix_(*(ok for _, ok in idx))
-        return out & valid[0] & valid[1] & valid[2]
+        (_, ok0), (_, ok1), (_, ok2) = idx
+        return out & ok0[:, None, None] & ok1[None, :, None] & ok2[None, None, :]
 
     def paste(self, crop_mask: np.ndarray, start) -> tuple[tuple[int, ...], np.ndarray] | None:
         """Map a crop mask (c0, c1, c2) back onto the volume grid by nearest neighbour.

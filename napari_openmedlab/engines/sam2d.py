@@ -78,9 +78,9 @@ _ASPECT_TOLERANCE = 1.2  # stretch a slice for SAM only when its pixels are this
 _MASK_LOGIT = 8.0
 
 
-def default_propagation_options(spec: ModelSpec) -> PropagationOptions:
+def default_propagation_options(kind: str) -> PropagationOptions:
     """MedSAM is trained on boxes only: no point in its prompts; the others get box + point."""
-    return PropagationOptions(use_point=PREPROCESS_KIND.get(spec.name) != "medsam")
+    return PropagationOptions(use_point=kind != "medsam")
 
 
 def slice_of(array: np.ndarray, axis: int, index: int) -> np.ndarray:
@@ -189,10 +189,12 @@ class Sam2DEngine(Engine):
         super().__init__()
         self.spec = spec
         self.name = spec.name
-        try:
-            self.kind = PREPROCESS_KIND[spec.name]
-        except KeyError:
-            raise EngineError(f"{spec.name} is not a 2D SAM-family model ({', '.join(PREPROCESS_KIND)})") from None
+        kind = getattr(getattr(network, "config", None), "preprocess", None) or PREPROCESS_KIND.get(spec.name)
+        if kind not in pp.PREPROCESS_KINDS:
+            raise EngineError(f"{spec.name} is not a 2D SAM-family model ({', '.join(PREPROCESS_KIND)})")
+        #: the slice preparation (``"sam-med2d"``, ``"sam"``, ``"medsam"``), from the network's
+        #: config when it has one, else from the registry name
+        self.kind = kind
         self.device = torch.device(device)
         self.network = network.to(self.device).eval()
         self.model_size = int(network.image_encoder.img_size)
@@ -202,7 +204,7 @@ class Sam2DEngine(Engine):
         self.multimask = multimask
         self.slice_axis = slice_axis
         self.prefetch = int(prefetch)
-        self.propagation_options = propagation or default_propagation_options(spec)
+        self.propagation_options = propagation or default_propagation_options(self.kind)
         self._window = window
         self._check_window(window)
         self._bounds: tuple[float, float] | None = None
@@ -216,17 +218,45 @@ class Sam2DEngine(Engine):
 
     @classmethod
     def from_checkpoint(
-        cls, spec: ModelSpec, path: str | os.PathLike, device: str = "auto", **kwargs
+        cls,
+        spec: ModelSpec,
+        path: str | os.PathLike,
+        device: str = "auto",
+        *,
+        config=None,
+        convert_cache: str | os.PathLike | None | bool = True,
+        **kwargs,
     ) -> Sam2DEngine:
-        """Build ``spec``'s network, load ``path`` (official ``.pth`` or safetensors), wrap it.
+        """Build ``spec``'s network, load the checkpoint at ``path``, wrap it in an engine.
 
-        ``device`` is ``auto``, ``cuda``, ``mps`` or ``cpu``; ``kwargs`` go to the constructor.
+        The checkpoint is read without running pickled code (official ``.pth`` training
+        checkpoints included) by :func:`~napari_openmedlab.models.sam_med2d.build_sam2d`; a
+        ``.pth`` is converted once to a safetensors copy kept in ``convert_cache`` (True: the
+        ``safetensors`` folder of the weights cache; None/False: read the file every time).
+
+        Args:
+            device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
+            config: a :class:`~napari_openmedlab.models.sam_med2d.Sam2DConfig` instead of the
+                registry model's (tests use ``small_config``).
+            kwargs: passed on to the constructor (``window``, ``slice_axis``, ``prefetch``, ...).
         """
         from ..models.device import resolve_device
-        from ..models.sam_med2d import load_sam2d
+        from ..models.sam_med2d import build_sam2d
 
-        dev = resolve_device(device)
-        network = load_sam2d(spec, path, device=dev)
+        dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if convert_cache is True:
+            from ..models.weights import cache_dir
+
+            convert_cache = cache_dir() / "safetensors"
+        if not convert_cache or str(path).endswith(".safetensors"):
+            convert_cache = None
+        network = build_sam2d(
+            config if config is not None else spec.name,
+            path,
+            cache_dir=convert_cache,
+            expected_sha256=spec.sha256,
+            device=dev,
+        )
         return cls(network, spec, device=dev, **kwargs)
 
     # ------------------------------------------------------------------ settings
@@ -310,7 +340,12 @@ class Sam2DEngine(Engine):
         mask2d = self._mask_on_slice(prompts, axis, index)
         if progress is not None:
             progress(0.0, f"segmenting slice {index} (axis {axis})")
-        result = self.segment_slice(axis, index, points_rc, labels, box, mask=mask2d, user=True)
+        logits = None
+        if mask2d is not None:
+            last = self._last_logits.get((axis, index))
+            if last is not None and last[0] == _digest(mask2d):
+                logits = last[1]  # our own previous mask on this slice: feed back its logits
+        result = self.segment_slice(axis, index, points_rc, labels, box, mask=mask2d, mask_logits=logits, user=True)
         if progress is not None:
             progress(1.0, "done")
         return self._slice_prediction(result)
@@ -503,8 +538,8 @@ class Sam2DEngine(Engine):
             raise PromptError(f"mask prompt of shape {m.shape} does not match the volume {self.volume.shape}")
         return m
 
-    def _mask_on_slice(self, prompts: Prompts, axis: int, index: int) -> np.ndarray | torch.Tensor | None:
-        """The mask prompt on the slice; the remembered logits when it is our last mask there."""
+    def _mask_on_slice(self, prompts: Prompts, axis: int, index: int) -> np.ndarray | None:
+        """``prompts.mask`` on the slice, or None when absent or empty there."""
         if prompts.mask is None:
             return None
         m = slice_of(self._check_mask(prompts.mask), axis, index)
@@ -581,7 +616,7 @@ class Sam2DEngine(Engine):
         opts = options or self.propagation_options
         previous_logits: dict[int, torch.Tensor] = {}
 
-        def segment(prompt: SlicePrompt) -> np.ndarray:
+        def segment(prompt: SlicePrompt) -> tuple[np.ndarray, float]:
             step = 1 if prompt.index > prompt.source else -1
             logits = previous_logits.get(prompt.source) if prompt.use_mask_prompt else None
             result = self.segment_slice(
@@ -593,7 +628,7 @@ class Sam2DEngine(Engine):
             nxt = prompt.index + step
             if self.prefetch > 0 and 0 <= nxt < volume.shape[axis]:
                 self._cache.prefetch([(axis, nxt)])
-            return result.mask
+            return result.mask, result.iou  # the predicted IoU serves options.min_score
 
         result: PropagationResult = propagate(seeds, volume.shape[axis], segment, opts, progress, cancel)
         stops = [

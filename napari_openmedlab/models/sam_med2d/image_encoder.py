@@ -128,8 +128,23 @@ class Adapter(nn.Module):
         # x: (B, H, W, C)
         gate = self.channel(x.mean(dim=(1, 2)))  # (B, C)
         z = (x * gate[:, None, None, :]).permute(0, 3, 1, 2)
-        s = self.spatial(z).permute(0, 2, 3, 1)
+        down, up = self.spatial[0], self.spatial[2]
+        z = torch.relu(F.conv2d(z, down.weight, stride=down.stride, padding=down.padding))
+        if z.device.type == "cpu":  # same maths as conv_transpose2d, faster on CPU as one GEMM
+            s = _conv_transpose_gemm(z, up.weight, up.stride[0], up.padding[0])
+        else:
+            s = F.conv_transpose2d(z, up.weight, stride=up.stride, padding=up.padding)
+        s = torch.relu(s).permute(0, 2, 3, 1)
         return self.norm(x + s)
+
+
+def _conv_transpose_gemm(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``conv_transpose2d`` (no bias, square kernel) as a matrix product and ``fold``."""
+    b, cin, h, w = x.shape
+    cout, k = weight.shape[1], weight.shape[2]
+    cols = x.flatten(2).transpose(1, 2) @ weight.reshape(cin, cout * k * k)  # (b, h*w, cout*k*k)
+    out_hw = ((h - 1) * stride - 2 * padding + k, (w - 1) * stride - 2 * padding + k)
+    return F.fold(cols.transpose(1, 2), out_hw, kernel_size=k, stride=stride, padding=padding)
 
 
 def _rel_pos_table(size: int, table: torch.Tensor) -> torch.Tensor:
@@ -157,9 +172,14 @@ class Attention(nn.Module):
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * grid - 1, self.head_dim))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        b, h, w, c = x.shape
+        return self.proj(self.attend(self.qkv(x)))
+
+    def attend(self, qkv: torch.Tensor) -> torch.Tensor:
+        """Attention core on ``(B, h, w, 3C)`` projected tokens -> ``(B, h, w, C)`` (before ``proj``)."""
+        b, h, w, c3 = qkv.shape
+        c = c3 // 3
         nh, hd = self.num_heads, self.head_dim
-        qkv = self.qkv(x).reshape(b, h * w, 3, nh, hd).permute(2, 0, 3, 1, 4)
+        qkv = qkv.reshape(b, h * w, 3, nh, hd).permute(2, 0, 3, 1, 4)
         q, k, v = qkv[0], qkv[1], qkv[2]  # (b, nh, h*w, hd)
         bias = None
         if self.use_rel_pos:
@@ -170,8 +190,7 @@ class Attention(nn.Module):
             bias_w = torch.einsum("bnyxd,xkd->bnyxk", qg, rw)  # (b, nh, h, w, kw)
             bias = (bias_h[..., :, None] + bias_w[..., None, :]).reshape(b, nh, h * w, h * w)
         out = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-        out = out.transpose(1, 2).reshape(b, h, w, c)
-        return self.proj(out)
+        return out.transpose(1, 2).reshape(b, h, w, c)
 
 
 def _to_windows(x: torch.Tensor, win: int) -> tuple[torch.Tensor, tuple[int, int]]:
@@ -207,14 +226,27 @@ class Block(nn.Module):
         if cfg.adapter:
             self.Adapter = Adapter(dim, cfg.adapter_ratio, cfg.adapter_norm_eps)
 
+    def _windowed_attention(self, y: torch.Tensor) -> torch.Tensor:
+        # Same result as padding the normed tokens with zeros, partitioning and attending, but
+        # the projections run on the real tokens only: a zero token's qkv is the qkv bias, and
+        # the padded positions' outputs are dropped anyway (16 tokens in windows of 14: 256
+        # real of 784 padded).
+        win, attn = self.window_size, self.attn
+        b, h, w, _ = y.shape
+        qkv = attn.qkv(y)
+        ph, pw = (-h) % win, (-w) % win
+        if ph or pw:
+            fill = attn.qkv.bias if attn.qkv.bias is not None else qkv.new_zeros(qkv.shape[-1])
+            full = fill.to(qkv.dtype).expand(b, h + ph, w + pw, -1).clone()
+            full[:, :h, :w] = qkv
+            qkv = full
+        windows, padded = _to_windows(qkv, win)
+        out = _from_windows(attn.attend(windows), win, padded, (h, w))
+        return attn.proj(out)
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         y = self.norm1(x)
-        if self.window_size > 0:
-            size = (x.shape[1], x.shape[2])
-            y, padded = _to_windows(y, self.window_size)
-            y = _from_windows(self.attn(y), self.window_size, padded, size)
-        else:
-            y = self.attn(y)
+        y = self._windowed_attention(y) if self.window_size > 0 else self.attn(y)
         x = x + y
         n = self.norm2(x)
         if self.has_adapter:

@@ -1,0 +1,221 @@
+"""Model chooser: model, device, the weights' status (download or choose a file), 2D windows."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from qtpy.QtCore import Qt, Signal
+from qtpy.QtWidgets import (
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QProgressBar,
+    QPushButton,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..models.device import DEVICE_CHOICES
+from ..models.registry import MODELS, get_spec
+from ..models.weights import WeightsError, find_weights
+from .worker import Downloader
+
+WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
+    "image display range": None,
+    "CT soft tissue (W400 L40)": (-160.0, 240.0),
+    "CT liver (W150 L30)": (-45.0, 105.0),
+    "CT lung (W1500 L-600)": (-1350.0, 150.0),
+    "CT bone (W1800 L400)": (-500.0, 1300.0),
+    "CT brain (W80 L40)": (0.0, 80.0),
+    "CT head and neck (W350 L60)": (-115.0, 235.0),
+}
+"""Intensity windows (low, high) in HU that the 2D models see; None: the image layer's contrast."""
+
+NO_BOXES_3D = "SAM-Med3D takes clicks only: box prompts are not supported."
+
+
+def _megabytes(n: int | None) -> str:
+    if not n:
+        return "size unknown"
+    return f"{n / 1e9:.1f} GB" if n >= 1e9 else f"{n / 1e6:.0f} MB"
+
+
+class ModelPanel(QGroupBox):
+    """Emits :attr:`model_requested` when a model with weights present should be (re)loaded."""
+
+    model_requested = Signal(str, object, str)  # name, checkpoint path or None, device
+    window_changed = Signal(object)  # (low, high) or None
+
+    def __init__(self, parent=None) -> None:
+        super().__init__("Model", parent)
+        self.checkpoints: dict[str, str | None] = {}
+        self.downloader = Downloader(self)
+        self.downloader.progress.connect(self._on_download_progress)
+        self.downloader.finished.connect(self._on_download_finished)
+
+        self.model_combo = QComboBox()
+        self.model_combo.addItems(list(MODELS))
+        self.device_combo = QComboBox()
+        self.device_combo.addItems(list(DEVICE_CHOICES))
+        self.weights_label = QLabel()
+        self.weights_label.setWordWrap(True)
+        self.weights_label.setTextInteractionFlags(Qt.TextSelectableByMouse | Qt.LinksAccessibleByMouse)
+        self.weights_label.setOpenExternalLinks(True)
+        self.download_button = QPushButton("Download")
+        self.cancel_button = QPushButton("Cancel")
+        self.choose_button = QPushButton("Choose file…")
+        self.progress = QProgressBar()
+        self.progress.setTextVisible(True)
+        self.note_label = QLabel()
+        self.note_label.setWordWrap(True)
+        self.window_combo = QComboBox()
+        self.window_combo.addItems(list(WINDOW_PRESETS))
+        self.window_combo.setCurrentText("CT soft tissue (W400 L40)")
+        self.window_label = QLabel("Window (2D models)")
+
+        form = QFormLayout()
+        form.addRow("Model", self.model_combo)
+        form.addRow("Device", self.device_combo)
+        form.addRow(self.window_label, self.window_combo)
+        buttons = QHBoxLayout()
+        for b in (self.download_button, self.cancel_button, self.choose_button):
+            buttons.addWidget(b)
+        layout = QVBoxLayout(self)
+        layout.addLayout(form)
+        layout.addWidget(self.weights_label)
+        layout.addLayout(buttons)
+        layout.addWidget(self.progress)
+        layout.addWidget(self.note_label)
+
+        self.model_combo.currentTextChanged.connect(self._on_model_changed)
+        self.device_combo.currentTextChanged.connect(lambda _: self.request_load())
+        self.window_combo.currentTextChanged.connect(lambda t: self.window_changed.emit(WINDOW_PRESETS[t]))
+        self.download_button.clicked.connect(self.start_download)
+        self.cancel_button.clicked.connect(self.downloader.cancel)
+        self.choose_button.clicked.connect(self._choose_file)
+        self._updating = False
+        self.refresh()
+
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def name(self) -> str:
+        return self.model_combo.currentText()
+
+    @property
+    def device(self) -> str:
+        return self.device_combo.currentText()
+
+    @property
+    def checkpoint(self) -> str | None:
+        return self.checkpoints.get(self.name)
+
+    @property
+    def window(self) -> tuple[float, float] | None:
+        return WINDOW_PRESETS[self.window_combo.currentText()]
+
+    def weights_present(self, name: str | None = None) -> bool:
+        spec = get_spec(name or self.name)
+        if not spec.needs_weights:
+            return True
+        try:
+            return find_weights(spec, self.checkpoints.get(spec.name)) is not None
+        except WeightsError:
+            return False
+
+    def set_model(self, name: str, checkpoint=None, device: str | None = None) -> bool:
+        """Select a model (and optionally a local checkpoint); True when it can be loaded now."""
+        get_spec(name)  # a clear error for an unknown name
+        if checkpoint is not None:
+            self.checkpoints[name] = str(checkpoint)
+        self._updating = True
+        try:
+            self.model_combo.setCurrentText(name)
+            if device is not None:
+                self.device_combo.setCurrentText(device)
+        finally:
+            self._updating = False
+        return self.request_load()
+
+    def request_load(self) -> bool:
+        present = self.refresh()
+        if present and not self._updating:
+            self.model_requested.emit(self.name, self.checkpoint, self.device)
+        return present
+
+    # --- display ----------------------------------------------------------------------------------
+    def refresh(self) -> bool:
+        """Update the weights line and buttons; returns whether the weights are there."""
+        spec = get_spec(self.name)
+        two_d = spec.family == "2d"
+        self.window_combo.setVisible(two_d)
+        self.window_label.setVisible(two_d)
+        self.note_label.setText(
+            NO_BOXES_3D if spec.family == "3d" else
+            "Clicks and boxes (draw a box on a slice with the box tool)." if two_d else
+            "Weight-free: clicks only, runs anywhere."
+        )
+        downloading = self.downloader.active == spec.name
+        self.progress.setVisible(downloading)
+        self.cancel_button.setVisible(downloading)
+        if not spec.needs_weights:
+            self.weights_label.setText("No weights needed.")
+            self.download_button.hide()
+            self.choose_button.hide()
+            return True
+        try:
+            path = find_weights(spec, self.checkpoint)
+            problem = None
+        except WeightsError as err:
+            path, problem = None, str(err)
+        self.choose_button.show()
+        if path is not None:
+            self.weights_label.setText(f"Weights present: {path}")
+            self.download_button.hide()
+            return True
+        where = f'<a href="{spec.source.split(" ")[0]}">{spec.source}</a>'
+        text = problem or f"Weights for {spec.name} are missing."
+        if spec.url:
+            text += f" Download them ({_megabytes(spec.size_bytes)}) or choose a local file."
+        else:
+            text += f" They have no direct download; get {spec.filename} from {where}, then choose it."
+        self.weights_label.setText(text)
+        self.download_button.setText(f"Download ({_megabytes(spec.size_bytes)})")
+        self.download_button.setVisible(bool(spec.url) and not downloading)
+        return False
+
+    def _on_model_changed(self, _name: str) -> None:
+        if not self._updating:
+            self.request_load()
+
+    # --- weights ----------------------------------------------------------------------------------
+    def start_download(self) -> None:
+        spec = get_spec(self.name)
+        if not spec.url or self.downloader.active:
+            return
+        self.progress.setRange(0, 0)
+        self.downloader.start(spec.name)
+        self.refresh()
+
+    def _on_download_progress(self, received, total) -> None:
+        if total:
+            self.progress.setRange(0, 1000)
+            self.progress.setValue(int(1000 * received / total))
+            self.progress.setFormat(f"{received / 1e6:.0f} / {total / 1e6:.0f} MB")
+        else:
+            self.progress.setFormat(f"{received / 1e6:.0f} MB")
+
+    def _on_download_finished(self, outcome) -> None:
+        if outcome.error is not None:
+            self.refresh()
+            self.weights_label.setText(f"{self.weights_label.text()}\nDownload failed: {outcome.error}")
+            return
+        self.request_load()
+
+    def _choose_file(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Checkpoint for {self.name}", str(Path.home()),
+                                              "Checkpoints (*.pth *.pt *.ckpt *.safetensors);;All files (*)")
+        if path:
+            self.set_model(self.name, checkpoint=path)

@@ -1,0 +1,493 @@
+"""The interactive segmentation dock widget.
+
+Layout, top to bottom: image and target layer, model (weights, device, 2D window), prompts, label
+classes, commit/undo/redo/save, a restore banner when unsaved work is found, and a status line.
+All engine work runs on a worker thread (``worker.py``); the state lives in ``session.py``.
+
+The public methods (``set_image_layer``, ``set_model``, ``add_point``, ``wait_for_prediction``,
+``commit``, ``undo``, ``redo``, ``save``, ``restore_autosave`` ...) are what the buttons call, so
+tests and scripts drive the widget exactly as a user does.
+"""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFileDialog,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QShortcut,
+    QVBoxLayout,
+    QWidget,
+)
+
+from ..annotation.picking import RENDERING_PICK, pick_along_ray
+from ..engines import create_engine
+from ..engines.base import Box, Cancelled, PromptError
+from ..models.registry import MODELS, get_spec
+from ..models.weights import WeightsError
+from . import layer_tools as lt
+from .classes_panel import ClassesPanel
+from .interaction import ViewerInteraction
+from .model_panel import ModelPanel
+from .session import Session
+from .worker import EngineRunner
+
+NEW_TARGET = "<new labels layer>"
+
+
+class _LayerCombo(QComboBox):
+    """A combo box that refreshes its layer list whenever it opens."""
+
+    def __init__(self, refresh) -> None:
+        super().__init__()
+        self._refresh = refresh
+
+    def showPopup(self) -> None:
+        self._refresh()
+        super().showPopup()
+
+
+class SegmentationWidget(QWidget):
+    def __init__(self, viewer, parent=None, engine_factory=None) -> None:
+        super().__init__(parent)
+        self.viewer = viewer
+        self.session = Session(viewer)
+        self.runner = EngineRunner(self)
+        self.engine_factory = engine_factory or create_engine
+        self.negative_mode = False
+        self.click_enabled = True
+        self.last_seconds: float | None = None
+        self._commit_when_ready = False
+        self._building = False
+        self._build_ui()
+        self.runner.loaded.connect(self._on_loaded)
+        self.runner.predicted.connect(self._on_predicted)
+        self.runner.failed.connect(self._on_failed)
+        self.runner.progress.connect(self._on_progress)
+        self.interaction = ViewerInteraction(self, viewer)
+        viewer.layers.events.inserted.connect(self._refresh_combos)
+        viewer.layers.events.removed.connect(self._on_layer_removed)
+        self._refresh_combos()
+        default = next((n for n in ("sam-med3d-turbo", "seeded-region") if self.models.weights_present(n)), None)
+        self.models.set_model(default or next(iter(MODELS)))
+        images = [x for x in viewer.layers if lt.is_volume_image(x)]
+        if images:
+            self.set_image_layer(images[-1])
+
+    # --- UI ---------------------------------------------------------------------------------------
+    def _build_ui(self) -> None:
+        self.image_combo = _LayerCombo(self._refresh_combos)
+        self.target_combo = _LayerCombo(self._refresh_combos)
+        layers_box = QGroupBox("Layers")
+        form = QFormLayout(layers_box)
+        form.addRow("Image", self.image_combo)
+        form.addRow("Target labels", self.target_combo)
+
+        self.models = ModelPanel()
+        prompts_box = QGroupBox("Prompts")
+        self.click_check = QCheckBox("Click to segment")
+        self.click_check.setChecked(True)
+        self.negative_button = QPushButton("Negative clicks (N)")
+        self.negative_button.setCheckable(True)
+        self.box_button = QPushButton("Box tool")
+        self.clear_button = QPushButton("Clear object (Esc)")
+        hint = QLabel("Left click: positive. Shift+click or right click: negative. Works on slices in "
+                      "any orientation and in the 3D view.")
+        hint.setWordWrap(True)
+        row = QHBoxLayout()
+        for w in (self.click_check, self.negative_button, self.box_button, self.clear_button):
+            row.addWidget(w)
+        v = QVBoxLayout(prompts_box)
+        v.addLayout(row)
+        v.addWidget(hint)
+
+        self.classes = ClassesPanel()
+        self.commit_button = QPushButton("Commit (Ctrl+Enter)")
+        self.undo_button = QPushButton("Undo")
+        self.redo_button = QPushButton("Redo")
+        self.save_button = QPushButton("Save…")
+        actions = QHBoxLayout()
+        for w in (self.commit_button, self.undo_button, self.redo_button, self.save_button):
+            actions.addWidget(w)
+
+        self.banner = QFrame()
+        self.banner.setFrameShape(QFrame.StyledPanel)
+        self.banner_label = QLabel()
+        self.banner_label.setWordWrap(True)
+        self.restore_button = QPushButton("Restore")
+        self.discard_button = QPushButton("Discard")
+        b = QHBoxLayout(self.banner)
+        b.addWidget(self.banner_label, 1)
+        b.addWidget(self.restore_button)
+        b.addWidget(self.discard_button)
+        self.banner.hide()
+        self.status_label = QLabel("Choose an image layer.")
+        self.status_label.setWordWrap(True)
+
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        for w in (layers_box, self.models, prompts_box, self.classes):
+            lay.addWidget(w)
+        lay.addLayout(actions)
+        lay.addWidget(self.banner)
+        lay.addWidget(self.status_label)
+        lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+        self.setMinimumWidth(360)
+
+        self.image_combo.activated.connect(lambda _: self.set_image_layer(self.image_combo.currentText()))
+        self.target_combo.activated.connect(lambda _: self._on_target_chosen())
+        self.models.model_requested.connect(self._load_model)
+        self.models.window_changed.connect(self._set_window)
+        self.click_check.toggled.connect(lambda on: setattr(self, "click_enabled", on))
+        self.negative_button.toggled.connect(self.set_negative)
+        self.box_button.clicked.connect(self.activate_box_tool)
+        self.clear_button.clicked.connect(self.clear_object)
+        self.classes.classes_changed.connect(self.session.set_classes)
+        self.classes.class_selected.connect(self.select_class)
+        self.classes.overlap_changed.connect(lambda rule: setattr(self.session, "overlap", rule))
+        self.classes.refine_requested.connect(self.refine)
+        self.commit_button.clicked.connect(self.commit)
+        self.undo_button.clicked.connect(self.undo)
+        self.redo_button.clicked.connect(self.redo)
+        self.save_button.clicked.connect(self._save_dialog)
+        self.restore_button.clicked.connect(self.restore_autosave)
+        self.discard_button.clicked.connect(self.discard_autosave)
+        for keys, slot in (("Ctrl+Return", self.commit), ("Ctrl+Z", self.undo), ("Ctrl+Shift+Z", self.redo)):
+            QShortcut(QKeySequence(keys), self, slot, context=Qt.WidgetWithChildrenShortcut)
+
+    def _refresh_combos(self, *_) -> None:
+        images = [x.name for x in self.viewer.layers if lt.is_volume_image(x)]
+        session = self.session
+        helpers = session.helper_layers()
+        targets = [x.name for x in self.viewer.layers
+                   if session.volume is not None and x not in helpers and session._fits(x)]
+        for combo, names, current in (
+            (self.image_combo, images, session.image_layer),
+            (self.target_combo, [NEW_TARGET, *targets], session.labels_layer),
+        ):
+            combo.blockSignals(True)
+            combo.clear()
+            combo.addItems(names)
+            if current is not None and current.name in names:
+                combo.setCurrentText(current.name)
+            combo.blockSignals(False)
+        if session.image_layer is None and images and not self._building:
+            self.set_image_layer(images[-1])
+
+    def _on_layer_removed(self, event) -> None:
+        if event.value is self.session.image_layer:
+            self.runner.cancel()
+            self.session = Session(self.viewer)  # the old image is gone; start clean
+            self.session.set_classes(self.classes.classes())
+        self._refresh_combos()
+
+    def show_status(self, text: str) -> None:
+        self.status_label.setText(text)
+
+    @property
+    def status_text(self) -> str:
+        return self.status_label.text()
+
+    # --- image, target, model -------------------------------------------------------------------
+    def set_image_layer(self, layer, target=None) -> None:
+        """Annotate ``layer`` (a layer or its name); offers to restore autosaved work for it."""
+        if isinstance(layer, str):
+            layer = self.viewer.layers[layer]
+        if isinstance(target, str):
+            target = self.viewer.layers[target]
+        self.runner.cancel()
+        self._building = True
+        try:
+            self.session.set_image_layer(layer, target)
+        finally:
+            self._building = False
+        self.classes.set_classes(self.session.classes, emit=False)
+        self.session.set_classes(self.classes.classes())
+        self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
+        self.viewer.layers.selection.active = self.session.points_layer
+        self._refresh_combos()
+        if self.runner.engine is not None:
+            self.runner.set_volume(self.session.volume)
+        else:
+            self.models.request_load()
+        self._offer_restore()
+
+    def set_target_layer(self, layer=None) -> None:
+        """Commit into ``layer`` (a Labels layer on the image grid, or its name); None: a new one."""
+        if isinstance(layer, str):
+            layer = self.viewer.layers[layer]
+        self.session.set_target_layer(layer)
+        self.classes.set_classes(self.session.classes, emit=False)
+        self._refresh_combos()
+
+    def _on_target_chosen(self) -> None:
+        name = self.target_combo.currentText()
+        self.set_target_layer(None if name == NEW_TARGET else name)
+
+    def set_model(self, name: str, checkpoint=None, device: str | None = None) -> bool:
+        """Choose a model; True when its weights are there and loading started (in the background).
+
+        Missing weights never raise: the model panel shows the download button and the file chooser.
+        """
+        present = self.models.set_model(name, checkpoint, device)
+        if not present:
+            self.show_status(f"{name} needs its weights: download them or choose a checkpoint file.")
+        return present
+
+    def _load_model(self, name: str, checkpoint, device: str) -> None:
+        self.box_button.setEnabled(get_spec(name).family == "2d")
+        self.box_button.setToolTip("" if self.box_button.isEnabled() else "This model takes clicks only.")
+        if self.session.volume is None:
+            return
+        self.runner.window = self.models.window
+        self.runner.load(self.engine_factory, name, checkpoint, device, self.session.volume)
+        self.show_status(f"Loading {name} on {device}…")
+
+    def _set_window(self, window) -> None:
+        layer = self.session.image_layer
+        if window is None and layer is not None:
+            window = tuple(layer.contrast_limits)
+        elif window is not None and layer is not None:
+            layer.contrast_limits = window
+        self.runner.window = window
+
+    # --- prompts ----------------------------------------------------------------------------------
+    def click(self, position, positive: bool = True, view_direction=None, dims_displayed=None) -> bool:
+        """A canvas click at world ``position``; in the 3D view the voxel is picked along the ray."""
+        if self.viewer.dims.ndisplay == 3 and view_direction is not None:
+            layer = self.session.image_layer
+            start, end = layer.get_ray_intersections(position, view_direction, dims_displayed, world=True)
+            if start is None:
+                self.show_status("The click missed the volume.")
+                return False
+            mode = RENDERING_PICK.get(str(layer.rendering), "max")
+            voxel = pick_along_ray(self.session.volume.array, start, end, mode, getattr(layer, "iso_threshold", None))
+            if voxel is None:
+                self.show_status("Nothing rendered under the click.")
+                return False
+            return self.add_point_voxel(voxel, positive)
+        return self.add_point(position, positive)
+
+    def add_point(self, world_zyx, positive: bool = True) -> bool:
+        """Add a click at napari world coordinates (physical mm, z y x) and run the engine."""
+        return self._prompt(lambda: self.session.add_point(world_zyx, positive))
+
+    def add_point_voxel(self, zyx, positive: bool = True) -> bool:
+        """Add a click at voxel ``(z, y, x)`` of the image and run the engine."""
+        return self._prompt(lambda: self.session.add_point_voxel(zyx, positive))
+
+    def add_box(self, box: Box) -> bool:
+        engine = self.runner.engine
+        if (engine is not None and not engine.supports_boxes) or get_spec(self.models.name).family == "3d":
+            self.show_status(f"{self.models.name} does not take boxes: use positive and negative clicks.")
+            return False
+        return self._prompt(lambda: self.session.add_box(box))
+
+    def _prompt(self, make_request) -> bool:
+        try:
+            request = make_request()
+        except PromptError as err:
+            self.show_status(str(err))
+            return False
+        self._submit(request)
+        return True
+
+    def _submit(self, request) -> None:
+        if request is None:
+            return
+        self.runner.predict(request.generation, request.prompts, request.reset)
+        n = len(request.prompts.points) + len(request.prompts.boxes)
+        if self.runner.engine is None and not self.runner.loading:
+            self.show_status("No model is loaded: choose a model with its weights present.")
+        else:
+            self.show_status(f"Predicting with {self.models.name} ({n} prompt{'s' if n != 1 else ''})…")
+
+    def set_negative(self, on: bool) -> None:
+        self.negative_mode = bool(on)
+        if self.negative_button.isChecked() != self.negative_mode:
+            self.negative_button.setChecked(self.negative_mode)
+
+    def toggle_negative(self) -> None:
+        self.set_negative(not self.negative_mode)
+
+    def activate_box_tool(self) -> None:
+        if get_spec(self.models.name).family != "2d":
+            self.show_status(f"{self.models.name} does not take boxes: use positive and negative clicks.")
+            return
+        layer = self.session.ensure_boxes_layer()
+        self.interaction.watch(self.session.points_layer, layer)
+        self.viewer.layers.selection.active = layer
+        layer.mode = "add_rectangle"
+
+    def wait_for_prediction(self, timeout: float = 30.0) -> bool:
+        """Process events until no load or prediction runs or waits; False on timeout."""
+        return self.runner.wait_idle(timeout)
+
+    # --- engine answers ---------------------------------------------------------------------------
+    def _on_loaded(self, outcome) -> None:
+        engine = outcome.value
+        self.session.model_info = {**outcome.info}
+        self.box_button.setEnabled(bool(getattr(engine, "supports_boxes", False)))
+        self.show_status(f"{outcome.info['name']} ready on {outcome.info['device']} ({outcome.seconds:.1f} s).")
+
+    def _on_predicted(self, outcome) -> None:
+        if not self.session.set_prediction(outcome.generation, outcome.value):
+            return
+        self.last_seconds = outcome.seconds
+        pred = outcome.value
+        steps = ", ".join(f"{k} {v:.2f} s" for k, v in (pred.timings or {}).items())
+        self.show_status(f"Preview: {int(pred.patch.sum())} voxels in {outcome.seconds:.2f} s"
+                         + (f" ({steps})" if steps else "") + ".")
+        if self._commit_when_ready and self.runner.idle:
+            self._commit_when_ready = False
+            self.commit()
+
+    def _on_failed(self, outcome) -> None:
+        err = outcome.error
+        if isinstance(err, Cancelled):
+            return
+        if outcome.kind == "load":
+            self.models.refresh()
+            what = "missing weights" if isinstance(err, WeightsError) else type(err).__name__
+            self.show_status(f"Could not load {outcome.info.get('name')} ({what}): {err}")
+        elif outcome.generation == self.session.generation:
+            self.show_status(f"Prediction failed: {err}")
+        self._commit_when_ready = False
+
+    def _on_progress(self, fraction: float, message: str) -> None:
+        self.show_status(f"{message} ({100 * fraction:.0f} %)" if message else f"{100 * fraction:.0f} %")
+
+    # --- labels -----------------------------------------------------------------------------------
+    def select_class(self, label_id: int) -> None:
+        """The id the next commit writes (added to the table if new)."""
+        self.session.class_id = int(label_id)
+        if self.classes.selected_id() != label_id:
+            self.classes.select_id(int(label_id))
+        self.session.set_preview_color()
+
+    def set_overlap(self, rule: str) -> None:
+        self.classes.set_overlap(rule)
+        self.session.overlap = rule
+
+    def load_preset(self, name: str) -> None:
+        self.classes.load_preset(name)
+
+    def commit(self) -> dict | None:
+        """Write the current object with the selected class id (after a running prediction ends)."""
+        running = self.runner.busy and self.runner.running_generation == self.session.generation
+        if running or self.runner._pending_predict is not None:
+            self._commit_when_ready = True
+            self.show_status("Committing when the running prediction ends…")
+            return None
+        try:
+            record = self.session.commit()
+        except (PromptError, ValueError) as err:
+            self.show_status(f"Cannot commit: {err}")
+            return None
+        if record is None:
+            self.show_status("Nothing to commit: click the structure first.")
+        else:
+            self.show_status(f"Committed {record['class_name']} (id {record['class_id']}): "
+                             f"{record['voxels_changed']} voxels changed; autosaved.")
+        return record
+
+    def undo(self) -> None:
+        self._replay(self.session.undo(), "Undid")
+
+    def redo(self) -> None:
+        self._replay(self.session.redo(), "Redid")
+
+    def _replay(self, step, verb: str) -> None:
+        self.runner.cancel()
+        if step is None:
+            self.show_status(f"Nothing to {verb[:-1].lower()}.")
+            return
+        if self.session.state.has_prompts and self.session.state.preview is None:
+            self._submit(self.session.request())
+        self.show_status(f"{verb} {step.description}.")
+
+    def clear_object(self) -> None:
+        self.runner.cancel()
+        if self.session.clear_object():
+            self.show_status("Cleared the current object (undo brings it back).")
+
+    def refine(self, label_id: int) -> bool:
+        """Make label ``label_id`` the current object; clicks refine it, commit replaces it."""
+        try:
+            self.session.start_refine(label_id)
+        except (PromptError, ValueError) as err:
+            self.show_status(str(err))
+            return False
+        self.select_class(label_id)
+        self.show_status(f"Refining label {label_id}: click to add or remove, then commit.")
+        return True
+
+    # --- files ------------------------------------------------------------------------------------
+    def save(self, path):
+        """Write the target labels (by suffix: .nii.gz/.nii/.nrrd/.mha) and the prompt log JSON."""
+        labels_path, log_path = self.session.save(path)
+        self.show_status(f"Saved {labels_path.name} and {log_path.name}.")
+        return labels_path, log_path
+
+    def _save_dialog(self) -> None:
+        if self.session.labels_layer is None:
+            return
+        path, selected = QFileDialog.getSaveFileName(
+            self, "Save labels", f"{self.session.labels_layer.name}.nii.gz",
+            "NIfTI (*.nii.gz);;NIfTI (*.nii);;NRRD (*.nrrd);;MetaImage (*.mha)",
+        )
+        if path:
+            if not path.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
+                path += selected.split("*")[1].rstrip(")")
+            self.save(path)
+
+    def _offer_restore(self) -> None:
+        if self.session.has_autosave:
+            self.banner_label.setText(f"Unsaved work was found for this image ({self.session.recovery_summary()}).")
+            self.banner.show()
+            self.show_status("Autosaved labels exist for this image: restore or discard them.")
+        else:
+            self.banner.hide()
+
+    def restore_autosave(self) -> bool:
+        """Load the autosaved labels and prompt log of this image into the target layer."""
+        ok = self.session.restore_autosave()
+        self.banner.hide()
+        self.show_status("Restored the autosaved labels." if ok else "No autosave for this image.")
+        return ok
+
+    def discard_autosave(self) -> None:
+        self.session.discard_autosave()
+        self.banner.hide()
+
+    def wait_for_autosave(self, timeout: float = 30.0) -> bool:
+        return self.session.autosaver.wait(timeout)
+
+    # --- teardown ---------------------------------------------------------------------------------
+    def closeEvent(self, event) -> None:
+        self.cleanup()
+        super().closeEvent(event)
+
+    def cleanup(self) -> None:
+        """Detach from the viewer, stop waiting work and flush the autosave."""
+        self.runner.cancel()
+        self.interaction.detach()
+        for emitter, slot in ((self.viewer.layers.events.inserted, self._refresh_combos),
+                              (self.viewer.layers.events.removed, self._on_layer_removed)):
+            emitter.disconnect(slot)
+        self.session.autosaver.wait(30)

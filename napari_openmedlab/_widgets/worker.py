@@ -1,0 +1,265 @@
+"""Engine work off the UI thread: model loading, predictions and weight downloads.
+
+One background job runs at a time per :class:`EngineRunner` (engines are not thread-safe). A new
+prediction request replaces any request still waiting and raises the cancel flag of the running
+one; when that one ends, its answer is dropped by the session (older generation) and the newest
+request starts. Jobs run on plain Python threads and report back through Qt signals, which Qt
+delivers on the UI thread. Exceptions never escape a job: they come back in :class:`Outcome`.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from qtpy.QtCore import QObject, Signal
+
+from ..models.registry import get_spec
+from ..models.weights import download_weights, find_weights, sha256_of
+
+_SHA_CACHE: dict[tuple, str] = {}
+
+
+def checkpoint_sha256(path) -> str | None:
+    """SHA-256 of a checkpoint file, cached by (path, size, mtime)."""
+    if path is None:
+        return None
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    if key not in _SHA_CACHE:
+        _SHA_CACHE[key] = sha256_of(path)
+    return _SHA_CACHE[key]
+
+
+@dataclass
+class Outcome:
+    """The end of one background job."""
+
+    kind: str  # "load" | "predict" | "download"
+    value: Any = None
+    error: BaseException | None = None
+    generation: int = -1
+    seconds: float = 0.0
+    info: dict = field(default_factory=dict)
+
+
+class _Relay(QObject):
+    done = Signal(object)
+    progress = Signal(float, str)
+
+
+def _run_job(relay: _Relay, outcome: Outcome, fn: Callable[[], Any]) -> None:
+    t0 = time.perf_counter()
+    try:
+        outcome.value = fn()
+    except BaseException as err:  # reported to the UI thread, never raised here
+        outcome.error = err
+    outcome.seconds = time.perf_counter() - t0
+    try:
+        relay.done.emit(outcome)
+    except RuntimeError:  # the widget was deleted while the job ran
+        pass
+
+
+class EngineRunner(QObject):
+    """Owns the engine; loads it and runs predictions on a worker thread, newest request first."""
+
+    loaded = Signal(object)  # Outcome(kind="load", value=engine, info={name, checkpoint, ...})
+    predicted = Signal(object)  # Outcome(kind="predict", value=Prediction, generation=...)
+    failed = Signal(object)  # Outcome with .error
+    progress = Signal(float, str)  # fraction, what runs
+    busy_changed = Signal(bool)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self.engine = None
+        self.engine_info: dict = {}
+        self.window: tuple[float, float] | None = None
+        self._relay = _Relay()
+        self._relay.done.connect(self._on_done)
+        self._relay.progress.connect(self.progress)
+        self._busy: str | None = None
+        self._thread: threading.Thread | None = None
+        self._cancel = threading.Event()
+        self._pending_load: tuple | None = None
+        self._pending_predict: tuple | None = None
+        self.running_generation = -1
+
+    # --- requests -------------------------------------------------------------------------------
+    def load(self, factory, name: str, checkpoint, device: str, volume) -> None:
+        """Create engine ``name`` (``factory(name, checkpoint, device)``) and give it ``volume``."""
+        self._pending_load = (factory, name, checkpoint, device, volume)
+        self._cancel.set()
+        self._kick()
+
+    def set_volume(self, volume) -> None:
+        """Give the loaded engine a new volume (in the background); no-op without an engine."""
+        if self.engine is not None or self._pending_load is not None:
+            info = self.engine_info
+            if self._pending_load is not None:
+                self._pending_load = (*self._pending_load[:4], volume)
+            else:
+                self._pending_load = (None, info.get("name"), info.get("checkpoint"), info.get("device"), volume)
+            self._cancel.set()
+            self._kick()
+
+    def predict(self, generation: int, prompts, reset: bool = False) -> None:
+        """Run ``prompts``; supersedes any waiting request and cancels the running one."""
+        if self._pending_predict is not None:
+            reset = reset or self._pending_predict[2]
+        self._pending_predict = (generation, prompts, reset)
+        if self._busy == "predict":
+            self._cancel.set()
+        self._kick()
+
+    def cancel(self) -> None:
+        """Drop the waiting prediction and ask the running one to stop."""
+        self._pending_predict = None
+        if self._busy == "predict":
+            self._cancel.set()
+
+    # --- state ------------------------------------------------------------------------------------
+    @property
+    def busy(self) -> bool:
+        return self._busy is not None
+
+    @property
+    def loading(self) -> bool:
+        return self._busy == "load" or self._pending_load is not None
+
+    @property
+    def idle(self) -> bool:
+        """Nothing runs and nothing that can run is waiting."""
+        waiting = self._pending_load is not None or (self._pending_predict is not None and self.engine is not None)
+        return self._busy is None and not waiting
+
+    def wait_idle(self, timeout: float) -> bool:
+        """Block (processing Qt events) until idle; for tests and scripts."""
+        from qtpy.QtWidgets import QApplication
+
+        end = time.monotonic() + timeout
+        while not self.idle:
+            if time.monotonic() > end:
+                return False
+            QApplication.processEvents()
+            time.sleep(0.005)
+        QApplication.processEvents()
+        return True
+
+    # --- jobs -------------------------------------------------------------------------------------
+    def _progress_cb(self, fraction, message="") -> None:
+        try:
+            self._relay.progress.emit(float(fraction), str(message))
+        except RuntimeError:
+            pass
+
+    def _start(self, outcome: Outcome, fn: Callable[[], Any]) -> None:
+        self._busy = outcome.kind
+        self._cancel = threading.Event()
+        self.busy_changed.emit(True)
+        self._thread = threading.Thread(
+            target=_run_job, args=(self._relay, outcome, fn), name=f"openmedlab-{outcome.kind}", daemon=True
+        )
+        self._thread.start()
+
+    def _kick(self) -> None:
+        if self._busy is not None:
+            return
+        if self._pending_load is not None:
+            factory, name, checkpoint, device, volume = self._pending_load
+            self._pending_load = None
+            old = self.engine if factory is None else None
+            if factory is not None:
+                self.engine = None
+            info = {"name": name, "checkpoint": checkpoint, "device": device}
+            self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume))
+        elif self._pending_predict is not None and self.engine is not None:
+            generation, prompts, reset = self._pending_predict
+            self._pending_predict = None
+            self.running_generation = generation
+            engine, cancel, window = self.engine, self._cancel, self.window
+            self._start(
+                Outcome("predict", generation=generation),
+                lambda: self._predict_job(engine, prompts, reset, cancel, window),
+            )
+
+    def _load_job(self, factory, engine, info: dict, volume):
+        if engine is None:
+            self._progress_cb(0.0, f"loading {info['name']}")
+            engine = factory(info["name"], info["checkpoint"], info["device"])
+            spec = get_spec(info["name"])
+            path = find_weights(spec, info["checkpoint"]) if spec.needs_weights else None
+            info["checkpoint"] = str(path) if path is not None else None
+            info["checkpoint_sha256"] = checkpoint_sha256(path)
+        self._progress_cb(0.5, "preparing the volume")
+        engine.set_volume(volume, self._progress_cb)
+        return engine
+
+    def _predict_job(self, engine, prompts, reset: bool, cancel: threading.Event, window):
+        if reset:
+            engine.reset()
+        if window is not None and hasattr(engine, "set_window"):
+            engine.set_window(*window)
+        return engine.predict(prompts, self._progress_cb, cancel.is_set)
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self._busy = None
+        self._thread = None
+        if outcome.kind == "load" and outcome.error is None:
+            self.engine = outcome.value
+            self.engine_info = {**self.engine_info, **outcome.info}
+        if outcome.error is not None:
+            self.failed.emit(outcome)
+        elif outcome.kind == "load":
+            self.loaded.emit(outcome)
+        else:
+            self.predicted.emit(outcome)
+        self._kick()
+        if self._busy is None:
+            self.busy_changed.emit(False)
+
+
+class Downloader(QObject):
+    """Downloads one model's weights in the background, with progress and cancel."""
+
+    progress = Signal(object, object)  # bytes received, total (or None)
+    finished = Signal(object)  # Outcome(kind="download", value=path | None, error=...)
+
+    def __init__(self, parent=None) -> None:
+        super().__init__(parent)
+        self._relay = _Relay()
+        self._relay.done.connect(self._on_done)
+        self._cancel = threading.Event()
+        self.active: str | None = None
+
+    def start(self, name: str) -> None:
+        if self.active is not None:
+            return
+        spec = get_spec(name)
+        self.active = name
+        self._cancel = threading.Event()
+        cancel = self._cancel
+
+        def job():
+            return download_weights(spec, progress=self._emit_progress, cancel=cancel.is_set)
+
+        threading.Thread(
+            target=_run_job, args=(self._relay, Outcome("download", info={"name": name}), job), daemon=True
+        ).start()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+
+    def _emit_progress(self, received, total) -> None:
+        try:
+            self.progress.emit(received, total)
+        except RuntimeError:
+            pass
+
+    def _on_done(self, outcome: Outcome) -> None:
+        self.active = None
+        self.finished.emit(outcome)

@@ -1,0 +1,236 @@
+"""Undo and redo for an annotation session, bounded in bytes.
+
+Two kinds of change are undone:
+
+* edits of the target label map, kept as a :class:`LabelDiff`: the voxels before and after inside
+  the smallest box that holds every changed voxel (never a whole volume);
+* changes of the current object (its prompts, refine mask and preview), kept as
+  :class:`ObjectState` snapshots, which are small: points, boxes and bounding-box patches.
+
+A :class:`Step` may hold both: a commit writes labels *and* clears the current object, and undoing
+it brings both back. Undoing a label edit only restores voxels that still hold the value the edit
+wrote, so strokes made later with napari's own brush or eraser survive an undo of an older commit.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..engines.base import Box, Prediction, Prompts
+
+Bbox = tuple[int, int, int, int, int, int]
+"""Half-open voxel bounds ``(z0, y0, x0, z1, y1, x1)``."""
+
+DEFAULT_MAX_BYTES = 256 * 2**20
+
+
+def bbox_slices(bbox: Bbox) -> tuple[slice, slice, slice]:
+    z0, y0, x0, z1, y1, x1 = bbox
+    return slice(z0, z1), slice(y0, y1), slice(x0, x1)
+
+
+def mask_bbox(mask: np.ndarray) -> Bbox | None:
+    """The half-open bounding box of the True voxels of a 3D mask, or None when there are none."""
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(mask.any(axis=other))
+        if nz.size == 0:
+            return None
+        lo.append(int(nz[0]))
+        hi.append(int(nz[-1]) + 1)
+    return (*lo, *hi)  # type: ignore[return-value]
+
+
+@dataclass
+class LabelDiff:
+    """One edit of a label map: ``before`` and ``after`` voxels inside ``bbox``."""
+
+    bbox: Bbox
+    before: np.ndarray
+    after: np.ndarray
+
+    @classmethod
+    def between(cls, before: np.ndarray, after: np.ndarray, origin=(0, 0, 0)) -> LabelDiff | None:
+        """The diff of two same-shape regions whose corner sits at voxel ``origin``; None if equal."""
+        changed = before != after
+        box = mask_bbox(changed)
+        if box is None:
+            return None
+        sl = bbox_slices(box)
+        oz, oy, ox = (int(v) for v in origin)
+        z0, y0, x0, z1, y1, x1 = box
+        return cls((z0 + oz, y0 + oy, x0 + ox, z1 + oz, y1 + oy, x1 + ox), before[sl].copy(), after[sl].copy())
+
+    @property
+    def slices(self) -> tuple[slice, slice, slice]:
+        return bbox_slices(self.bbox)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.before.nbytes + self.after.nbytes)
+
+    @property
+    def changed_voxels(self) -> int:
+        return int(np.count_nonzero(self.before != self.after))
+
+    def undo(self, labels: np.ndarray) -> None:
+        """Put back ``before`` where ``labels`` still holds what this edit wrote (in place)."""
+        region = labels[self.slices]
+        mine = region == self.after
+        region[mine] = self.before[mine]
+
+    def redo(self, labels: np.ndarray) -> None:
+        """Write ``after`` again where ``labels`` still holds what was there before (in place)."""
+        region = labels[self.slices]
+        mine = region == self.before
+        region[mine] = self.after[mine]
+
+
+def _prediction_bytes(p: Prediction | None) -> int:
+    return 0 if p is None else int(p.patch.nbytes)
+
+
+@dataclass
+class ObjectState:
+    """The current object: its prompts, the mask being refined (if any) and its latest preview.
+
+    Attributes:
+        points: ``(N, 3)`` voxel ``(z, y, x)``; ``labels``: ``(N,)`` 1 positive, 0 negative.
+        boxes: box prompts (2D models).
+        mask: the mask prompt when an existing label is refined, as a bbox + patch.
+        preview: the engine's latest answer for these prompts (filled in when it arrives).
+        refine_id: the label id being refined, whose voxels a commit replaces.
+    """
+
+    points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
+    labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
+    boxes: tuple[Box, ...] = ()
+    mask: Prediction | None = None
+    preview: Prediction | None = None
+    refine_id: int | None = None
+
+    @property
+    def empty(self) -> bool:
+        return len(self.points) == 0 and not self.boxes and self.mask is None
+
+    @property
+    def has_prompts(self) -> bool:
+        """Whether there is a click or a box to run the engine on (a mask alone is not run)."""
+        return len(self.points) > 0 or bool(self.boxes)
+
+    @property
+    def nbytes(self) -> int:
+        return int(self.points.nbytes + self.labels.nbytes) + _prediction_bytes(self.mask) + (
+            0 if self.preview is self.mask else _prediction_bytes(self.preview)
+        )
+
+    def with_point(self, zyx, positive: bool) -> ObjectState:
+        """A new state with one more click; the old preview stays shown until the new one arrives."""
+        return ObjectState(
+            np.vstack([self.points, np.asarray(zyx, dtype=float).reshape(1, 3)]),
+            np.append(self.labels, int(bool(positive))),
+            self.boxes,
+            self.mask,
+            self.preview,
+            self.refine_id,
+        )
+
+    def with_box(self, box: Box) -> ObjectState:
+        return ObjectState(self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id)
+
+    def prompts(self) -> Prompts:
+        """The engine's :class:`Prompts` (the refine mask rebuilt on the full grid)."""
+        mask = self.mask.to_mask() if self.mask is not None else None
+        return Prompts(self.points.copy(), self.labels.copy(), list(self.boxes), mask)
+
+
+@dataclass
+class Step:
+    """One undoable action: a label edit, an object change, or both (a commit)."""
+
+    description: str
+    labels: LabelDiff | None = None
+    before: ObjectState | None = None
+    after: ObjectState | None = None
+    record: dict | None = None
+
+    @property
+    def nbytes(self) -> int:
+        total = self.labels.nbytes if self.labels is not None else 0
+        for state in (self.before, self.after):
+            total += state.nbytes if state is not None else 0
+        return total
+
+
+class History:
+    """Undo and redo stacks whose steps together stay under ``max_bytes``.
+
+    When a push (or a step that grew, see :meth:`touch`) goes over the bound, the oldest undo steps
+    are forgotten first, then the farthest redo steps; the newest step is always kept.
+    """
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES) -> None:
+        self.max_bytes = int(max_bytes)
+        self._undo: deque[Step] = deque()
+        self._redo: deque[Step] = deque()
+
+    def push(self, step: Step) -> None:
+        self._undo.append(step)
+        self._redo.clear()
+        self._trim()
+
+    def undo(self) -> Step | None:
+        if not self._undo:
+            return None
+        step = self._undo.pop()
+        self._redo.append(step)
+        return step
+
+    def redo(self) -> Step | None:
+        if not self._redo:
+            return None
+        step = self._redo.pop()
+        self._undo.append(step)
+        return step
+
+    def touch(self) -> None:
+        """A step grew (a preview arrived for it): apply the bound again."""
+        self._trim()
+
+    def clear(self) -> None:
+        self._undo.clear()
+        self._redo.clear()
+
+    @property
+    def can_undo(self) -> bool:
+        return bool(self._undo)
+
+    @property
+    def can_redo(self) -> bool:
+        return bool(self._redo)
+
+    @property
+    def nbytes(self) -> int:
+        return sum(s.nbytes for s in self._undo) + sum(s.nbytes for s in self._redo)
+
+    def __len__(self) -> int:
+        return len(self._undo) + len(self._redo)
+
+    @property
+    def undo_descriptions(self) -> list[str]:
+        return [s.description for s in self._undo]
+
+    def _trim(self) -> None:
+        total = self.nbytes
+        while total > self.max_bytes:
+            if len(self._undo) > 1:
+                victim = self._undo.popleft()  # the oldest undo step
+            elif len(self._redo) > (0 if self._undo else 1):
+                victim = self._redo.popleft()  # the farthest redo step
+            else:
+                break
+            total -= victim.nbytes

@@ -1,0 +1,380 @@
+"""SAM-Med3D engine: clicks on a volume -> a 3D mask on the volume's own grid.
+
+Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-Med3D):
+
+* Preprocessing: the 1.5 mm RAS+ canonical grid and 128^3 crops of :mod:`.crop3d` (resampled
+  crop by crop, never the whole volume), z-score over the crop's voxels > 0.
+* Crop centring: on the grid voxel holding the FIRST click (it lands at crop index 64), or, when
+  ``prompts.mask`` (an existing mask to refine) is given, on that mask's bounding box, with
+  TorchIO ``CropOrPad``'s rule ``start = floor((lo + hi) / 2) - 64``. The crop stays fixed for the
+  object; later clicks do not move it.
+* Points: every click is the grid voxel holding it (round half up), in crop voxels along the
+  crop tensor's axes 2, 3, 4, all clicks so far with labels 1/0.
+* Iteration: the mask prompt is the previous low-res logits (1, 1, 32, 32, 32) of the same crop;
+  on the first click it is all zeros (official ``sam_model_infer``). With ``prompts.mask`` the
+  first mask prompt is that mask sampled into the crop, average-pooled to 32^3 and mapped to
+  logits ``MASK_LOGIT * (2 * fraction - 1)`` (an own choice: the official code has no mask input).
+  Output: logits trilinearly upsampled to 128^3, > 0 (sigmoid > 0.5), put back on the volume grid
+  by nearest neighbour.
+* History: the engine remembers the result after each ``predict``; a call whose clicks extend a
+  remembered click list continues from that state (one decoder pass), and a call that repeats a
+  remembered list (e.g. after undo) returns the remembered mask. So the mask depends only on the
+  click sequence.
+
+Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops); a click in an
+already encoded crop runs only the prompt encoder and the decoder.
+
+Multi-crop extension (objects larger than one crop, 192 mm):
+
+* Crops lie on a lattice: the first crop plus multiples of ``stride = 128 - OVERLAP`` (96 voxels,
+  OVERLAP = 32 voxels = 48 mm) along each axis.
+* When a crop's mask has at least ``MIN_FACE_VOXELS`` voxels on one of its six faces, and the
+  grid continues beyond that face (it is not the volume's border), the neighbouring lattice crop
+  on that side is run too.
+* A neighbouring crop gets the clicks that fall inside it. If none of them is positive, it gets
+  one automatic positive point: in the overlap slab, on the plane ``OVERLAP // 2`` voxels inside
+  the shared face (the nearest plane of the slab holding mask voxels when that plane holds none),
+  at the mask voxel of that plane farthest from the section's outline (2D distance transform).
+* A positive click outside every crop run so far adds the lattice crop that holds it.
+* At most ``max_extra_crops`` (8) crops are added to the first one, breadth first; the
+  masks of all crops are merged by union (equivalently, per-voxel max of the logits > 0).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections import OrderedDict
+
+import numpy as np
+
+from ..io.volume import Volume
+from .base import CancelFlag, Cancelled, Engine, EngineError, Prediction, ProgressCallback, Prompts
+from .crop3d import CROP, SPACING, CanonicalGrid
+
+OVERLAP = 32
+MIN_FACE_VOXELS = 4
+MASK_LOGIT = 8.0
+_HISTORY = 64
+
+
+class SamMed3DEngine(Engine):
+    """Interactive SAM-Med3D on one volume.
+
+    Args:
+        model: a network with ``image_encoder``, ``prompt_encoder`` and ``mask_decoder`` called as
+            the official SAM-Med3D calls them (our :class:`~napari_openmedlab.models.sam_med3d.Sam3D`
+            or medim's ``SAM-Med3D``).
+        device: ``auto`` (CUDA, then MPS, then CPU), ``cuda``, ``mps``, ``cpu`` or a torch.device.
+        amp: float16 autocast on CUDA (off by default; ignored elsewhere).
+        cache_size: number of crop embeddings kept.
+        max_extra_crops: crops added to the first one for large objects (0 disables extension).
+    """
+
+    name = "sam-med3d-turbo"
+    supports_boxes = False
+
+    def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = 8,
+                 max_extra_crops: int = 8) -> None:
+        super().__init__()
+        import torch
+
+        from ..models.device import resolve_device
+
+        self.device = device if isinstance(device, torch.device) else resolve_device(device)
+        self.model = model.to(self.device).eval()
+        self.amp = bool(amp) and self.device.type == "cuda"
+        self.cache_size = max(1, int(cache_size))
+        self.max_extra_crops = max(0, int(max_extra_crops))
+        self.encoder_calls = 0
+        self._grid: CanonicalGrid | None = None
+        self._cache: OrderedDict = OrderedDict()
+        self._history: list[dict] = []
+
+    @classmethod
+    def from_checkpoint(cls, path: str | os.PathLike, device="auto", **kwargs) -> SamMed3DEngine:
+        """Load ``sam_med3d_turbo.pth`` (or any SAM-Med3D checkpoint) onto ``device``."""
+        from ..models.device import resolve_device
+        from ..models.sam_med3d import load_sam_med3d
+
+        dev = resolve_device(device) if isinstance(device, str) else device
+        return cls(load_sam_med3d(path, dev), dev, **kwargs)
+
+    # --- engine contract ----------------------------------------------------------------------
+    def _set_volume(self, volume: Volume, progress: ProgressCallback | None) -> None:
+        self._grid = CanonicalGrid.from_geometry(volume.geometry, volume.shape, SPACING)
+        self._cache.clear()
+        if progress is not None:
+            progress(1.0, "volume ready")
+
+    def reset(self) -> None:
+        self._history = []
+
+    @property
+    def grid(self) -> CanonicalGrid:
+        if self._grid is None:
+            raise EngineError(f"{self.name}: no volume set; call set_volume(volume) before predict")
+        return self._grid
+
+    def _predict(self, prompts: Prompts, progress: ProgressCallback | None,
+                 cancel: CancelFlag | None) -> Prediction:
+        t_start = time.perf_counter()
+        timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0}
+        grid = self.grid
+        points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
+        labels = prompts.labels
+
+        base, exact = self._recall(prompts)
+        if exact is not None:
+            return _copy_prediction(exact["prediction"], time.perf_counter() - t_start)
+        if base is not None:
+            first = base["first"]
+        elif prompts.mask is not None:
+            lo, hi = _mask_box(prompts.mask)
+            first = grid.crop_start(*grid.box_of_volume_box(lo, hi))
+        else:
+            first = grid.crop_start(points[0], points[0] + 1)
+        previous = base["logits"] if base is not None else {}
+
+        stride = CROP - OVERLAP
+        queue: list[tuple[tuple, tuple | None]] = [(first, None)]
+        origin = np.asarray(first)
+        for p in points[labels == 1]:
+            if np.any((p < origin) | (p >= origin + CROP)):  # lattice crop holding the click
+                k = np.round((p - CROP // 2 - origin) / stride).astype(int)
+                queue.append((tuple(int(v) for v in origin + k * stride), None))
+        results: dict[tuple, tuple] = {}
+        budget = 1 + self.max_extra_crops
+        while queue and len(results) < budget:
+            start, parent = queue.pop(0)
+            if start in results:
+                continue
+            _check(cancel)
+            inside = np.all((points >= start) & (points < np.asarray(start) + CROP), axis=1)
+            crop_pts = points[inside] - np.asarray(start)
+            crop_labels = labels[inside]
+            if parent is not None and not (crop_labels == 1).any():
+                seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                if seed is None:
+                    continue
+                seed = seed + np.asarray(parent[0]) - np.asarray(start)
+                crop_pts = np.vstack([crop_pts, seed[None]])
+                crop_labels = np.append(crop_labels, 1)
+            _report(progress, len(results) / (len(results) + 1), f"crop {len(results) + 1}: image")
+            embedding = self._embedding(start, timings, cancel)
+            _check(cancel)
+            _report(progress, (len(results) + 0.8) / (len(results) + 1), f"crop {len(results) + 1}: mask")
+            mask_prompt = previous.get(start)
+            if mask_prompt is None and prompts.mask is not None:
+                mask_prompt = self._mask_prompt(prompts.mask, start)
+            logits, hi = self._decode(embedding, crop_pts, crop_labels, mask_prompt, timings)
+            results[start] = (logits, hi)
+            for axis, direction in _touched_faces(hi, start, grid.shape):
+                neighbour = list(start)
+                neighbour[axis] += direction * stride
+                queue.append((tuple(neighbour), (start, axis, direction)))
+
+        t0 = time.perf_counter()
+        pieces = [grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
+        prediction = _merge([p for p in pieces if p is not None], self.volume.shape)
+        timings["postprocess"] += time.perf_counter() - t0
+        logits_by_crop = {start: logits for start, (logits, _) in results.items()}
+        prediction.state = {
+            "low_res_logits": logits_by_crop[first],
+            "logits_by_crop": logits_by_crop,
+            "first_crop": first,
+            "crops": list(results),
+        }
+        timings["total"] = time.perf_counter() - t_start
+        prediction.timings = timings
+        self._remember(prompts, first, logits_by_crop, prediction)
+        _report(progress, 1.0, "done")
+        return prediction
+
+    # --- steps --------------------------------------------------------------------------------
+    def _embedding(self, start: tuple, timings: dict, cancel: CancelFlag | None):
+        import torch
+
+        if start in self._cache:
+            self._cache.move_to_end(start)
+            return self._cache[start]
+        t0 = time.perf_counter()
+        crop = self.grid.extract(self.volume.array, self.volume.geometry, start)
+        tensor = zscore_positive(torch.from_numpy(crop))[None, None].to(self.device)
+        timings["preprocess"] += time.perf_counter() - t0
+        _check(cancel)
+        t0 = time.perf_counter()
+        with torch.inference_mode(), self._autocast():
+            embedding = self.model.image_encoder(tensor).float()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+        timings["encoder"] += time.perf_counter() - t0
+        self.encoder_calls += 1
+        self._cache[start] = embedding
+        while len(self._cache) > self.cache_size:
+            self._cache.popitem(last=False)
+        return embedding
+
+    def _decode(self, embedding, points, labels, mask_prompt, timings):
+        import torch
+        import torch.nn.functional as F
+
+        t0 = time.perf_counter()
+        dev = self.device
+        side = embedding.shape[-1] * 4
+        coords = torch.as_tensor(np.asarray(points, np.float32).reshape(1, -1, 3), device=dev)
+        labs = torch.as_tensor(np.asarray(labels, np.int64).reshape(1, -1), device=dev)
+        if mask_prompt is None:
+            mask_prompt = torch.zeros((1, 1, side, side, side), device=dev)
+        with torch.inference_mode(), self._autocast():
+            sparse, dense = self.model.prompt_encoder(
+                points=[coords, labs], boxes=None, masks=mask_prompt.to(dev)
+            )
+            logits, _ = self.model.mask_decoder(
+                image_embeddings=embedding,
+                image_pe=self.model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+            )
+            logits = logits.float()
+            up = F.interpolate(logits, size=(CROP,) * 3, mode="trilinear", align_corners=False)
+            hi = (up[0, 0] > 0).cpu().numpy()
+        timings["decoder"] += time.perf_counter() - t0
+        return logits.detach().clone(), hi
+
+    def _mask_prompt(self, mask: np.ndarray, start: tuple):
+        import torch
+        import torch.nn.functional as F
+
+        crop = self.grid.sample_mask(np.asarray(mask, bool), start)
+        fraction = F.avg_pool3d(torch.from_numpy(crop.astype(np.float32))[None, None], 4)
+        return MASK_LOGIT * (2 * fraction - 1)
+
+    def _autocast(self):
+        import contextlib
+
+        import torch
+
+        if self.amp:
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    # --- history ------------------------------------------------------------------------------
+    def _recall(self, prompts: Prompts) -> tuple[dict | None, dict | None]:
+        """The longest remembered state whose clicks prefix ``prompts`` (and an exact match)."""
+        best = None
+        n = len(prompts.points)
+        for entry in reversed(self._history):
+            k = len(entry["points"])
+            if k > n or not _same_mask(entry["mask"], prompts.mask):
+                continue
+            if not (np.array_equal(entry["points"], prompts.points[:k])
+                    and np.array_equal(entry["labels"], prompts.labels[:k])):
+                continue
+            if k == n:
+                return entry, entry
+            if best is None or k > len(best["points"]):
+                best = entry
+        return best, None
+
+    def _remember(self, prompts: Prompts, first, logits, prediction: Prediction) -> None:
+        self._history.append({
+            "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": prompts.mask,
+            "first": first, "logits": logits, "prediction": prediction,
+        })
+        del self._history[:-_HISTORY]
+
+
+def zscore_positive(tensor):
+    """TorchIO ``ZNormalization(masking_method=lambda x: x > 0)`` on a float tensor.
+
+    Mean and (unbiased) standard deviation over the voxels > 0. Where the official transform
+    fails (no voxel > 0, or a zero standard deviation) this falls back to all voxels, and to
+    mean subtraction alone when even those are constant.
+    """
+    values = tensor[tensor > 0]
+    if values.numel() < 2 or float(values.std()) == 0.0:
+        values = tensor.reshape(-1)
+    mean, std = values.mean(), values.std()
+    out = tensor - mean
+    return out / std if float(std) > 0 else out
+
+
+def _touched_faces(hi: np.ndarray, start, shape) -> list[tuple[int, int]]:
+    faces = []
+    for axis in range(3):
+        for direction, index in ((-1, 0), (1, CROP - 1)):
+            beyond = start[axis] > 0 if direction < 0 else start[axis] + CROP < shape[axis]
+            if beyond and np.take(hi, index, axis=axis).sum() >= MIN_FACE_VOXELS:
+                faces.append((axis, direction))
+    return faces
+
+
+def _seed_near_face(hi: np.ndarray, axis: int, direction: int) -> np.ndarray | None:
+    """The automatic positive point (parent crop voxels) for the neighbour across a face."""
+    from scipy.ndimage import distance_transform_edt
+
+    target = CROP - OVERLAP // 2 if direction > 0 else OVERLAP // 2 - 1
+    slab = range(CROP - OVERLAP, CROP) if direction > 0 else range(0, OVERLAP)
+    planes = sorted(slab, key=lambda i: abs(i - target))
+    for plane in planes:
+        section = np.take(hi, plane, axis=axis)
+        if section.any():
+            depth = distance_transform_edt(np.pad(section, 1))[1:-1, 1:-1]
+            r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
+            point = [r, c]
+            point.insert(axis, plane)
+            return np.array(point)
+    return None
+
+
+def _mask_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
+    mask = np.asarray(mask, bool)
+    if not mask.any():
+        raise EngineError("the mask to refine is empty; click on the object instead")
+    lo, hi = [], []
+    for axis in range(3):
+        nz = np.flatnonzero(mask.any(axis=tuple(a for a in range(3) if a != axis)))
+        lo.append(int(nz[0]))
+        hi.append(int(nz[-1]) + 1)
+    return lo, hi
+
+
+def _same_mask(a, b) -> bool:
+    if a is None or b is None:
+        return a is b
+    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+
+
+def _merge(pieces: list, shape) -> Prediction:
+    """Union of ``(bbox, patch)`` pieces as a Prediction trimmed to its bounding box."""
+    pieces = [(b, p) for b, p in pieces if p.any()]
+    if not pieces:
+        return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), tuple(shape))
+    lo = np.min([b[:3] for b, _ in pieces], axis=0)
+    hi = np.max([b[3:] for b, _ in pieces], axis=0)
+    if len(pieces) == 1:
+        union = pieces[0][1]
+    else:
+        union = np.zeros(tuple(hi - lo), bool)
+        for b, p in pieces:
+            union[b[0] - lo[0]:b[3] - lo[0], b[1] - lo[1]:b[4] - lo[1], b[2] - lo[2]:b[5] - lo[2]] |= p
+    trimmed = Prediction.from_mask(union)
+    bbox = tuple(int(v) for v in (*(lo + trimmed.bbox[:3]), *(lo + trimmed.bbox[3:])))
+    return Prediction(bbox, trimmed.patch, tuple(shape))
+
+
+def _copy_prediction(p: Prediction, seconds: float) -> Prediction:
+    timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0,
+               "total": seconds}
+    return Prediction(p.bbox, p.patch.copy(), p.shape, dict(p.state), timings)
+
+
+def _check(cancel: CancelFlag | None) -> None:
+    if cancel is not None and cancel():
+        raise Cancelled("SAM-Med3D prediction cancelled")
+
+
+def _report(progress: ProgressCallback | None, fraction: float, what: str) -> None:
+    if progress is not None:
+        progress(float(min(max(fraction, 0.0), 1.0)), what)

@@ -1,0 +1,311 @@
+"""The headless SAM-Med3D engine, on stand-in networks (fast) and once on the real architecture."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+import torch.nn.functional as F  # noqa: E402
+from torch import nn  # noqa: E402
+
+from napari_openmedlab.engines import Cancelled, EngineError, Prompts, PromptError  # noqa: E402
+from napari_openmedlab.engines.crop3d import CROP, CanonicalGrid  # noqa: E402
+from napari_openmedlab.engines.sam_med3d import SamMed3DEngine, _seed_near_face  # noqa: E402
+from napari_openmedlab.io import Geometry, Volume, read_volume  # noqa: E402
+
+DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+CT = DATA / "totalseg-ct"
+
+
+# --- a stand-in network with the official call signatures ------------------------------------
+class _Encoder(nn.Module):
+    """Embedding = the normalised crop average-pooled to 32^3; remembers its inputs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.inputs: list[torch.Tensor] = []
+
+    def forward(self, x):
+        self.inputs.append(x.detach().cpu().clone())
+        return F.avg_pool3d(x, 4)
+
+
+class _PromptEncoder(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[tuple] = []
+
+    def forward(self, points, boxes, masks):
+        coords, labels = points
+        self.calls.append((coords.cpu().clone(), labels.cpu().clone(), masks.cpu().clone()))
+        return coords.new_zeros(1, coords.shape[1] + 1, 4), masks
+
+    def get_dense_pe(self):
+        return torch.zeros(1, 1, 32, 32, 32)
+
+
+class _Decoder(nn.Module):
+    """Thresholds the pooled normalised intensity: logits = 10 * (embedding - threshold)."""
+
+    def __init__(self, threshold: float) -> None:
+        super().__init__()
+        self.threshold = threshold
+        self.calls = 0
+
+    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings):
+        self.calls += 1
+        return 10 * (image_embeddings - self.threshold), torch.ones(1, 1)
+
+
+class FakeSam3D(nn.Module):
+    def __init__(self, threshold: float = 1.0) -> None:
+        super().__init__()
+        self.image_encoder = _Encoder()
+        self.prompt_encoder = _PromptEncoder()
+        self.mask_decoder = _Decoder(threshold)
+
+
+def _engine(**kwargs) -> SamMed3DEngine:
+    return SamMed3DEngine(FakeSam3D(), "cpu", **kwargs)
+
+
+def _blob_volume(shape=(40, 100, 90), centre=(20, 50, 45), radius=12) -> Volume:
+    """Positive background noise with a bright ball; anisotropic, LPS-flipped grid."""
+    rng = np.random.default_rng(1)
+    array = (10 + 2 * rng.standard_normal(shape)).astype(np.float32)
+    zz, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    ball = (((zz - centre[0]) * 2.5) ** 2 + ((yy - centre[1]) * 0.9) ** 2
+            + ((xx - centre[2]) * 0.9) ** 2) <= (radius * 0.9 * 2) ** 2
+    array[ball] = 100
+    geometry = Geometry((0.9, 0.9, 2.5), (30.0, -10.0, 5.0), (-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    return Volume(array, geometry)
+
+
+def _dice(a, b) -> float:
+    return 2.0 * np.logical_and(a, b).sum() / (a.sum() + b.sum())
+
+
+# --- contract ---------------------------------------------------------------------------------
+def test_predict_before_set_volume_raises():
+    with pytest.raises(EngineError, match="set_volume"):
+        _engine().predict(Prompts([[1, 2, 3]], [1]))
+
+
+def test_click_outside_the_volume_raises():
+    engine = _engine()
+    engine.set_volume(_blob_volume())
+    with pytest.raises(PromptError):
+        engine.predict(Prompts([[40, 5, 5]], [1]))
+
+
+def test_prediction_is_on_the_volume_grid_and_finds_the_ball():
+    volume = _blob_volume()
+    engine = _engine()
+    engine.set_volume(volume)
+    prediction = engine.predict(Prompts([[20, 50, 45]], [1]))
+    assert prediction.shape == volume.shape
+    mask = prediction.to_mask()
+    assert _dice(mask, volume.array > 50) > 0.85
+    logits = prediction.state["low_res_logits"]
+    assert tuple(logits.shape) == (1, 1, 32, 32, 32)
+    assert set(prediction.timings) >= {"encoder", "decoder", "total"}
+    # the click sits at crop voxel 64 on every axis, labels as given
+    coords, labels, mask_prompt = engine.model.prompt_encoder.calls[0]
+    assert coords.tolist() == [[[64.0, 64.0, 64.0]]] and labels.tolist() == [[1]]
+    assert not mask_prompt.any()  # first click: all-zero mask prompt, as the official code
+
+
+def test_second_click_in_the_same_crop_skips_the_encoder_and_reuses_the_logits():
+    engine = _engine()
+    engine.set_volume(_blob_volume())
+    first = engine.predict(Prompts([[20, 50, 45]], [1]))
+    second = engine.predict(Prompts([[20, 50, 45], [22, 60, 50]], [1, 0]))
+    assert engine.encoder_calls == 1 and len(engine.model.image_encoder.inputs) == 1
+    assert second.timings["encoder"] == 0.0
+    coords, labels, mask_prompt = engine.model.prompt_encoder.calls[1]
+    assert coords.shape == (1, 2, 3) and labels.tolist() == [[1, 0]]
+    torch.testing.assert_close(mask_prompt, first.state["low_res_logits"])
+
+
+def test_undo_returns_the_remembered_mask_without_running_the_network():
+    engine = _engine()
+    engine.set_volume(_blob_volume())
+    one = Prompts([[20, 50, 45]], [1])
+    first = engine.predict(one)
+    engine.predict(one.add_point([21, 52, 47], positive=True))
+    decoder_calls = engine.model.mask_decoder.calls
+    again = engine.predict(one)
+    assert engine.model.mask_decoder.calls == decoder_calls
+    assert again.bbox == first.bbox and np.array_equal(again.patch, first.patch)
+
+
+def test_cache_is_a_bounded_lru():
+    engine = _engine(cache_size=2, max_extra_crops=0)
+    engine.set_volume(Volume(np.ones((200, 20, 20), np.float32), Geometry((1.5, 1.5, 1.5))))
+    for z in (10, 120, 190, 10):  # three crops, the first evicted before it comes back
+        engine.reset()
+        engine.predict(Prompts([[z, 10, 10]], [1]))
+    assert engine.encoder_calls == 4
+    engine.reset()
+    engine.predict(Prompts([[190, 10, 10]], [1]))
+    assert engine.encoder_calls == 4
+
+
+def test_set_volume_clears_the_cache():
+    engine = _engine()
+    volume = _blob_volume()
+    engine.set_volume(volume)
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    engine.set_volume(volume)
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    assert engine.encoder_calls == 2
+
+
+def test_cancel_and_progress():
+    engine = _engine()
+    engine.set_volume(_blob_volume())
+    with pytest.raises(Cancelled):
+        engine.predict(Prompts([[20, 50, 45]], [1]), cancel=lambda: True)
+    assert engine.encoder_calls == 0
+    seen = []
+    engine.predict(Prompts([[20, 50, 45]], [1]), progress=lambda f, what: seen.append(f))
+    assert seen[-1] == 1.0 and all(0.0 <= f <= 1.0 for f in seen)
+
+
+def test_mask_to_refine_centres_the_crop_and_is_the_first_mask_prompt():
+    volume = _blob_volume()
+    engine = _engine()
+    engine.set_volume(volume)
+    existing = volume.array > 50
+    prediction = engine.predict(Prompts(mask=existing))
+    grid = engine.grid
+    lo, hi = grid.box_of_volume_box(*_bbox(existing))
+    assert prediction.state["first_crop"] == grid.crop_start(lo, hi)
+    _, _, mask_prompt = engine.model.prompt_encoder.calls[0]
+    assert mask_prompt.max() > 0 and mask_prompt.min() < 0
+    assert _dice(prediction.to_mask(), existing) > 0.85
+
+
+def _bbox(mask):
+    nz = np.argwhere(mask)
+    return nz.min(axis=0), nz.max(axis=0) + 1
+
+
+# --- objects larger than one crop -------------------------------------------------------------
+def _rod_volume():
+    """A 39 cm rod along z (2.5 crops) in positive noise, 1.5 mm isotropic."""
+    rng = np.random.default_rng(2)
+    shape = (300, 48, 48)
+    array = (10 + 2 * rng.standard_normal(shape)).astype(np.float32)
+    _, yy, xx = np.meshgrid(*[np.arange(n) for n in shape], indexing="ij")
+    rod = ((yy - 24) ** 2 + (xx - 24) ** 2 <= 64) & (np.arange(300)[:, None, None] >= 20)
+    rod &= np.arange(300)[:, None, None] < 280
+    array[rod] = 100
+    return Volume(array, Geometry((1.5, 1.5, 1.5))), rod
+
+
+def test_large_object_is_followed_over_several_crops():
+    volume, rod = _rod_volume()
+    engine = _engine()
+    engine.set_volume(volume)
+    prediction = engine.predict(Prompts([[150, 24, 24]], [1]))
+    mask = prediction.to_mask()
+    assert len(prediction.state["crops"]) >= 3
+    assert _dice(mask, rod) > 0.9
+    covered = mask.any(axis=(1, 2))
+    assert covered[22:278].all() and not covered[:15].any() and not covered[285:].any()
+    # each extension crop got one automatic positive point inside the rod
+    grid = engine.grid
+    for (coords, labels, _), start in zip(engine.model.prompt_encoder.calls[1:],
+                                         prediction.state["crops"][1:]):
+        assert labels.tolist() == [[1]]
+        zyx = np.round(grid.to_volume(coords[0].numpy() + np.asarray(start))).astype(int)[0]
+        assert rod[tuple(zyx)]
+
+
+def test_without_extension_only_the_first_crop_is_segmented():
+    volume, rod = _rod_volume()
+    engine = _engine(max_extra_crops=0)
+    engine.set_volume(volume)
+    mask = engine.predict(Prompts([[150, 24, 24]], [1])).to_mask()
+    covered = np.flatnonzero(mask.any(axis=(1, 2)))
+    assert covered.min() >= 150 - 65 and covered.max() <= 150 + 64
+
+
+def test_positive_click_outside_the_first_crop_adds_its_lattice_crop():
+    volume, rod = _rod_volume()
+    engine = _engine(max_extra_crops=1)
+    engine.set_volume(volume)
+    prediction = engine.predict(Prompts([[150, 24, 24], [265, 24, 24]], [1, 1]))
+    covered = prediction.to_mask().any(axis=(1, 2))
+    assert covered[265] and len(prediction.state["crops"]) == 2
+
+
+def test_seed_near_face_lies_in_the_mask_inside_the_overlap():
+    hi = np.zeros((CROP,) * 3, bool)
+    hi[40:60, 50:70, 100:] = True  # leaves through the + face of axis 2
+    seed = _seed_near_face(hi, axis=2, direction=1)
+    assert hi[tuple(seed)] and seed[2] == CROP - 16
+    assert tuple(seed[:2]) in {(49, 59), (49, 60), (50, 59), (50, 60)}
+
+
+# --- real data --------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def ct_volume():
+    if not (CT / "ct.nii.gz").is_file():
+        pytest.skip(f"shared test data not found at {CT}")
+    return read_volume(CT / "ct.nii.gz")
+
+
+def _liver_click() -> tuple[int, int, int]:
+    seg = read_volume(CT / "seg.nii.gz").array
+    return tuple(int(v) for v in np.round(np.argwhere(seg == 5).mean(axis=0)))
+
+
+def test_whole_pipeline_on_ct_with_the_real_architecture(ct_volume):
+    """Random weights (the architecture, not the quality): a mask on the input grid."""
+    models = pytest.importorskip("napari_openmedlab.models.sam_med3d")
+    torch.manual_seed(0)
+    engine = SamMed3DEngine(models.build_sam_med3d(), "cpu", max_extra_crops=0)
+    engine.set_volume(ct_volume)
+    click = _liver_click()
+    prediction = engine.predict(Prompts([click], [1]))
+    assert prediction.shape == ct_volume.shape
+    assert prediction.to_mask().shape == ct_volume.shape
+    assert tuple(prediction.state["low_res_logits"].shape) == (1, 1, 32, 32, 32)
+    nxt = engine.predict(Prompts([click, (click[0], click[1] + 5, click[2])], [1, 0]))
+    assert nxt.timings["encoder"] == 0.0 and engine.encoder_calls == len(nxt.state["crops"])
+
+
+@pytest.mark.parametrize("where", ["liver", "corner"])
+def test_preprocessing_equals_the_official_torchio_steps(ct_volume, where, tmp_path):
+    """Same crop tensor and same click coordinates as Resample(1.5) -> ToCanonical ->
+    CropOrPad(128, centred on the clicked voxel's label) -> ZNormalization(x > 0)."""
+    tio = pytest.importorskip("torchio")
+    import SimpleITK as sitk
+
+    click = _liver_click() if where == "liver" else (1, 2, 3)
+    engine = _engine(max_extra_crops=0)
+    engine.set_volume(ct_volume)
+    engine.predict(Prompts([click], [1]))
+    ours = engine.model.image_encoder.inputs[0][0, 0].numpy()
+    our_point = engine.model.prompt_encoder.calls[0][0][0, 0].numpy().astype(int)
+
+    image = sitk.ReadImage(str(CT / "ct.nii.gz"))
+    label = np.zeros(ct_volume.shape, np.uint8)
+    label[click] = 1
+    label_image = sitk.GetImageFromArray(label)
+    label_image.CopyInformation(image)
+    sitk.WriteImage(label_image, str(tmp_path / "click.nii.gz"))
+    subject = tio.Subject(image=tio.ScalarImage(CT / "ct.nii.gz"),
+                          label=tio.LabelMap(tmp_path / "click.nii.gz"))
+    subject = tio.ToCanonical()(tio.Resample(1.5)(subject))
+    cropped = tio.CropOrPad(mask_name="label", target_shape=(CROP,) * 3)(subject)
+    official = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data.clone())
+    official_points = torch.argwhere(cropped.label.data[0]).numpy()
+
+    np.testing.assert_allclose(ours, official[0].numpy(), atol=2e-5)
+    assert any((our_point == p).all() for p in official_points)
