@@ -48,15 +48,31 @@ def bench(name: str, device: str, repeats: int, slice_shape=(512, 512)) -> dict[
         "preprocess": _time(lambda: prepare_slice(sl, kind, size), repeats, sync),
         "embed": _time(lambda: model.embed(image), repeats, sync),
         "decode (1 click, multimask)": _time(
-            lambda: model.decode(emb.embedding, point_coords=tf.coords_to_input([[200, 250]]), point_labels=[1],
-                                 multimask_output=True), repeats, sync),
+            lambda: model.decode(
+                emb.embedding,
+                point_coords=tf.coords_to_input([[200, 250]]),
+                point_labels=[1],
+                multimask_output=True,
+            ),
+            repeats,
+            sync,
+        ),
         "decode (box + mask prompt)": _time(
-            lambda: model.decode(emb.embedding, boxes=tf.boxes_to_input([100, 120, 300, 330]),
-                                 mask_input=first.mask_prompt(), multimask_output=False), repeats, sync),
+            lambda: model.decode(
+                emb.embedding,
+                boxes=tf.boxes_to_input([100, 120, 300, 330]),
+                mask_input=first.mask_prompt(),
+                multimask_output=False,
+            ),
+            repeats,
+            sync,
+        ),
         "postprocess to slice": _time(lambda: tf.logits_to_slice(first.low_res_logits), repeats, sync),
         "predict_slice (all of a click)": _time(
             lambda: model.predict_slice(emb, points_xy=[[200, 250]], point_labels=[1], multimask_output=True),
-            repeats, sync),
+            repeats,
+            sync,
+        ),
     }
     return res
 
@@ -70,16 +86,26 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    dev = torch.cuda.get_device_name() if args.device.startswith("cuda") else platform.processor() or platform.machine()
-    print(f"torch {torch.__version__}, device {args.device} ({dev}), threads {torch.get_num_threads()}, "
-          f"repeats {args.repeats}, slice 512x512, random weights")
+    dev = (
+        torch.cuda.get_device_name()
+        if args.device.startswith("cuda")
+        else platform.processor() or platform.machine()
+    )
+    print(
+        f"torch {torch.__version__}, device {args.device} ({dev}), threads {torch.get_num_threads()}, "
+        f"repeats {args.repeats}, slice 512x512, random weights"
+    )
     for name in args.models.split(","):
         cfg = CONFIGS[name]
         params = sum(p.numel() for p in build_sam2d(cfg).parameters())
-        print(f"\n{name}: input {cfg.img_size}x{cfg.img_size}, embedding {cfg.embedding_size}x{cfg.embedding_size}, "
-              f"{params / 1e6:.1f} M parameters")
+        print(
+            f"\n{name}: input {cfg.img_size}x{cfg.img_size}, embedding {cfg.embedding_size}x{cfg.embedding_size}, "
+            f"{params / 1e6:.1f} M parameters"
+        )
         for step, times in bench(name, args.device, args.repeats).items():
-            print(f"  {step:32s} median {statistics.median(times) * 1000:9.1f} ms   best {min(times) * 1000:9.1f} ms")
+            print(
+                f"  {step:32s} median {statistics.median(times) * 1000:9.1f} ms   best {min(times) * 1000:9.1f} ms"
+            )
 
 
 if __name__ == "__main__":

@@ -61,8 +61,9 @@ class ClassesPanel(QGroupBox):
         for key, text in OVERLAP_RULES.items():
             self.overlap_combo.addItem(text, key)
         self.refine_button = QPushButton("Refine selected label")
-        self.refine_button.setToolTip("Make the selected id's voxels the current object; clicks refine it, "
-                                      "commit replaces it.")
+        self.refine_button.setToolTip(
+            "Make the selected id's voxels the current object; clicks refine it, commit replaces it."
+        )
 
         top = QHBoxLayout()
         top.addWidget(QLabel("Preset"))
@@ -133,7 +134,9 @@ class ClassesPanel(QGroupBox):
         """Select ``label_id``'s row; an id not in the table gets a new row first."""
         ids = [c.id for c in self._classes]
         if label_id not in ids and label_id > 0:
-            self.set_classes([*self._classes, LabelClass(label_id, f"label_{label_id}", default_color(label_id))])
+            self.set_classes(
+                [*self._classes, LabelClass(label_id, f"label_{label_id}", default_color(label_id))]
+            )
             ids = [c.id for c in self._classes]
         if label_id in ids:
             self.table.selectRow(ids.index(label_id))

@@ -102,10 +102,10 @@ class ViewerInteraction:
         layer = session.points_layer
         if layer is None or session.syncing:
             return
-        new = np.asarray(layer.data)[len(session.state.points):]
+        new = np.asarray(layer.data)[len(session.state.points) :]
         session.sync_points()  # the session redraws its own points
         for zyx in new:
-            self.widget.add_point_voxel(zyx, positive=not self.widget.negative_mode)
+            self.widget.add_point_voxel(zyx)
 
     def _boxes_changed(self, event) -> None:
         if getattr(event, "action", None) != "added" or self.widget.session.syncing:

@@ -15,7 +15,6 @@ from qtpy.QtWidgets import (
     QProgressBar,
     QPushButton,
     QVBoxLayout,
-    QWidget,
 )
 
 from ..models.device import DEVICE_CHOICES
@@ -23,16 +22,30 @@ from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError, find_weights
 from .worker import Downloader
 
-WINDOW_PRESETS: dict[str, tuple[float, float] | None] = {
-    "image display range": None,
-    "CT soft tissue (W400 L40)": (-160.0, 240.0),
-    "CT liver (W150 L30)": (-45.0, 105.0),
-    "CT lung (W1500 L-600)": (-1350.0, 150.0),
-    "CT bone (W1800 L400)": (-500.0, 1300.0),
-    "CT brain (W80 L40)": (0.0, 80.0),
-    "CT head and neck (W350 L60)": (-115.0, 235.0),
+WINDOW_PRESETS: dict[str, tuple[str | None, tuple[float, float] | None]] = {
+    "automatic (CT: soft tissue, else MR)": (None, None),
+    "CT soft tissue (W400 L40)": ("soft_tissue", (400.0, 40.0)),
+    "CT liver (W150 L30)": ("liver", (150.0, 30.0)),
+    "CT mediastinum (W350 L50)": ("mediastinum", (350.0, 50.0)),
+    "CT head and neck (W350 L40)": ("head_neck", (350.0, 40.0)),
+    "CT brain (W80 L40)": ("brain", (80.0, 40.0)),
+    "CT lung (W1500 L-600)": ("lung", (1500.0, -600.0)),
+    "CT bone (W1800 L400)": ("bone", (1800.0, 400.0)),
+    "MR (0.5-99.5 percentiles)": ("mri", None),
 }
-"""Intensity windows (low, high) in HU that the 2D models see; None: the image layer's contrast."""
+"""What the 2D models see: label -> (the 2D engine's ``window`` value, (width, level) HU or None).
+
+The names are the presets of ``models.sam_med2d.preprocess.CT_WINDOWS`` (a test keeps them equal);
+the image layer's contrast follows the chosen CT window, so the user sees what the model sees."""
+
+
+def window_limits(width_level: tuple[float, float] | None) -> tuple[float, float] | None:
+    """(low, high) display limits of a (width, level) window."""
+    if width_level is None:
+        return None
+    width, level = width_level
+    return level - width / 2.0, level + width / 2.0
+
 
 NO_BOXES_3D = "SAM-Med3D takes clicks only: box prompts are not supported."
 
@@ -47,7 +60,8 @@ class ModelPanel(QGroupBox):
     """Emits :attr:`model_requested` when a model with weights present should be (re)loaded."""
 
     model_requested = Signal(str, object, str)  # name, checkpoint path or None, device
-    window_changed = Signal(object)  # (low, high) or None
+    weights_missing = Signal(str)  # name of a chosen model that cannot be loaded yet
+    window_changed = Signal(object)  # the 2D engine's window value (preset name, "mri" or None)
 
     def __init__(self, parent=None) -> None:
         super().__init__("Model", parent)
@@ -92,7 +106,7 @@ class ModelPanel(QGroupBox):
 
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
         self.device_combo.currentTextChanged.connect(lambda _: self.request_load())
-        self.window_combo.currentTextChanged.connect(lambda t: self.window_changed.emit(WINDOW_PRESETS[t]))
+        self.window_combo.currentTextChanged.connect(lambda t: self.window_changed.emit(self.window))
         self.download_button.clicked.connect(self.start_download)
         self.cancel_button.clicked.connect(self.downloader.cancel)
         self.choose_button.clicked.connect(self._choose_file)
@@ -113,8 +127,14 @@ class ModelPanel(QGroupBox):
         return self.checkpoints.get(self.name)
 
     @property
-    def window(self) -> tuple[float, float] | None:
-        return WINDOW_PRESETS[self.window_combo.currentText()]
+    def window(self) -> str | None:
+        """The 2D engine's ``window`` value: a CT preset name, ``"mri"`` or None (automatic)."""
+        return WINDOW_PRESETS[self.window_combo.currentText()][0]
+
+    @property
+    def window_display(self) -> tuple[float, float] | None:
+        """(low, high) HU of the chosen CT window, for the image layer's contrast; None otherwise."""
+        return window_limits(WINDOW_PRESETS[self.window_combo.currentText()][1])
 
     def weights_present(self, name: str | None = None) -> bool:
         spec = get_spec(name or self.name)
@@ -141,8 +161,11 @@ class ModelPanel(QGroupBox):
 
     def request_load(self) -> bool:
         present = self.refresh()
-        if present and not self._updating:
-            self.model_requested.emit(self.name, self.checkpoint, self.device)
+        if not self._updating:
+            if present:
+                self.model_requested.emit(self.name, self.checkpoint, self.device)
+            else:
+                self.weights_missing.emit(self.name)
         return present
 
     # --- display ----------------------------------------------------------------------------------
@@ -153,9 +176,11 @@ class ModelPanel(QGroupBox):
         self.window_combo.setVisible(two_d)
         self.window_label.setVisible(two_d)
         self.note_label.setText(
-            NO_BOXES_3D if spec.family == "3d" else
-            "Clicks and boxes (draw a box on a slice with the box tool)." if two_d else
-            "Weight-free: clicks only, runs anywhere."
+            NO_BOXES_3D
+            if spec.family == "3d"
+            else "Clicks and boxes (draw a box on a slice with the box tool)."
+            if two_d
+            else "Weight-free: clicks only, runs anywhere."
         )
         downloading = self.downloader.active == spec.name
         self.progress.setVisible(downloading)
@@ -215,7 +240,11 @@ class ModelPanel(QGroupBox):
         self.request_load()
 
     def _choose_file(self) -> None:
-        path, _ = QFileDialog.getOpenFileName(self, f"Checkpoint for {self.name}", str(Path.home()),
-                                              "Checkpoints (*.pth *.pt *.ckpt *.safetensors);;All files (*)")
+        path, _ = QFileDialog.getOpenFileName(
+            self,
+            f"Checkpoint for {self.name}",
+            str(Path.home()),
+            "Checkpoints (*.pth *.pt *.ckpt *.safetensors);;All files (*)",
+        )
         if path:
             self.set_model(self.name, checkpoint=path)

@@ -11,23 +11,10 @@ tests and scripts drive the widget exactly as a user does.
 
 from __future__ import annotations
 
-from qtpy.QtCore import Qt
-from qtpy.QtGui import QKeySequence
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFileDialog,
-    QFormLayout,
-    QFrame,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QPushButton,
-    QScrollArea,
-    QShortcut,
-    QVBoxLayout,
-    QWidget,
-)
+from typing import TYPE_CHECKING
+
+from qtpy.QtCore import QTimer
+from qtpy.QtWidgets import QWidget
 
 from ..annotation.picking import RENDERING_PICK, pick_along_ray
 from ..engines import create_engine
@@ -35,30 +22,24 @@ from ..engines.base import Box, Cancelled, PromptError
 from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError
 from . import layer_tools as lt
-from .classes_panel import ClassesPanel
+from .files import FilesMixin
 from .interaction import ViewerInteraction
-from .model_panel import ModelPanel
+from .layout import NEW_TARGET, build_ui
 from .session import Session
 from .worker import EngineRunner
 
-NEW_TARGET = "<new labels layer>"
+if TYPE_CHECKING:
+    import napari
 
 
-class _LayerCombo(QComboBox):
-    """A combo box that refreshes its layer list whenever it opens."""
+class SegmentationWidget(FilesMixin, QWidget):
+    """The dock widget; napari creates it with the viewer (see napari.yaml)."""
 
-    def __init__(self, refresh) -> None:
-        super().__init__()
-        self._refresh = refresh
-
-    def showPopup(self) -> None:
-        self._refresh()
-        super().showPopup()
-
-
-class SegmentationWidget(QWidget):
-    def __init__(self, viewer, parent=None, engine_factory=None) -> None:
+    def __init__(self, viewer: napari.viewer.Viewer, parent=None, engine_factory=None) -> None:
         super().__init__(parent)
+        # napari hands plugins a PublicOnlyProxy; the widget compares layers by identity, so it
+        # keeps the viewer itself (and only ever uses its public API)
+        viewer = getattr(viewer, "__wrapped__", viewer)
         self.viewer = viewer
         self.session = Session(viewer)
         self.runner = EngineRunner(self)
@@ -68,7 +49,7 @@ class SegmentationWidget(QWidget):
         self.last_seconds: float | None = None
         self._commit_when_ready = False
         self._building = False
-        self._build_ui()
+        build_ui(self)
         self.runner.loaded.connect(self._on_loaded)
         self.runner.predicted.connect(self._on_predicted)
         self.runner.failed.connect(self._on_failed)
@@ -76,106 +57,21 @@ class SegmentationWidget(QWidget):
         self.interaction = ViewerInteraction(self, viewer)
         viewer.layers.events.inserted.connect(self._refresh_combos)
         viewer.layers.events.removed.connect(self._on_layer_removed)
-        self._refresh_combos()
-        default = next((n for n in ("sam-med3d-turbo", "seeded-region") if self.models.weights_present(n)), None)
+        default = next(
+            (n for n in ("sam-med3d-turbo", "seeded-region") if self.models.weights_present(n)), None
+        )
         self.models.set_model(default or next(iter(MODELS)))
-        images = [x for x in viewer.layers if lt.is_volume_image(x)]
-        if images:
-            self.set_image_layer(images[-1])
-
-    # --- UI ---------------------------------------------------------------------------------------
-    def _build_ui(self) -> None:
-        self.image_combo = _LayerCombo(self._refresh_combos)
-        self.target_combo = _LayerCombo(self._refresh_combos)
-        layers_box = QGroupBox("Layers")
-        form = QFormLayout(layers_box)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Target labels", self.target_combo)
-
-        self.models = ModelPanel()
-        prompts_box = QGroupBox("Prompts")
-        self.click_check = QCheckBox("Click to segment")
-        self.click_check.setChecked(True)
-        self.negative_button = QPushButton("Negative clicks (N)")
-        self.negative_button.setCheckable(True)
-        self.box_button = QPushButton("Box tool")
-        self.clear_button = QPushButton("Clear object (Esc)")
-        hint = QLabel("Left click: positive. Shift+click or right click: negative. Works on slices in "
-                      "any orientation and in the 3D view.")
-        hint.setWordWrap(True)
-        row = QHBoxLayout()
-        for w in (self.click_check, self.negative_button, self.box_button, self.clear_button):
-            row.addWidget(w)
-        v = QVBoxLayout(prompts_box)
-        v.addLayout(row)
-        v.addWidget(hint)
-
-        self.classes = ClassesPanel()
-        self.commit_button = QPushButton("Commit (Ctrl+Enter)")
-        self.undo_button = QPushButton("Undo")
-        self.redo_button = QPushButton("Redo")
-        self.save_button = QPushButton("Save…")
-        actions = QHBoxLayout()
-        for w in (self.commit_button, self.undo_button, self.redo_button, self.save_button):
-            actions.addWidget(w)
-
-        self.banner = QFrame()
-        self.banner.setFrameShape(QFrame.StyledPanel)
-        self.banner_label = QLabel()
-        self.banner_label.setWordWrap(True)
-        self.restore_button = QPushButton("Restore")
-        self.discard_button = QPushButton("Discard")
-        b = QHBoxLayout(self.banner)
-        b.addWidget(self.banner_label, 1)
-        b.addWidget(self.restore_button)
-        b.addWidget(self.discard_button)
-        self.banner.hide()
-        self.status_label = QLabel("Choose an image layer.")
-        self.status_label.setWordWrap(True)
-
-        inner = QWidget()
-        lay = QVBoxLayout(inner)
-        for w in (layers_box, self.models, prompts_box, self.classes):
-            lay.addWidget(w)
-        lay.addLayout(actions)
-        lay.addWidget(self.banner)
-        lay.addWidget(self.status_label)
-        lay.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidgetResizable(True)
-        scroll.setWidget(inner)
-        outer = QVBoxLayout(self)
-        outer.setContentsMargins(0, 0, 0, 0)
-        outer.addWidget(scroll)
-        self.setMinimumWidth(360)
-
-        self.image_combo.activated.connect(lambda _: self.set_image_layer(self.image_combo.currentText()))
-        self.target_combo.activated.connect(lambda _: self._on_target_chosen())
-        self.models.model_requested.connect(self._load_model)
-        self.models.window_changed.connect(self._set_window)
-        self.click_check.toggled.connect(lambda on: setattr(self, "click_enabled", on))
-        self.negative_button.toggled.connect(self.set_negative)
-        self.box_button.clicked.connect(self.activate_box_tool)
-        self.clear_button.clicked.connect(self.clear_object)
-        self.classes.classes_changed.connect(self.session.set_classes)
-        self.classes.class_selected.connect(self.select_class)
-        self.classes.overlap_changed.connect(lambda rule: setattr(self.session, "overlap", rule))
-        self.classes.refine_requested.connect(self.refine)
-        self.commit_button.clicked.connect(self.commit)
-        self.undo_button.clicked.connect(self.undo)
-        self.redo_button.clicked.connect(self.redo)
-        self.save_button.clicked.connect(self._save_dialog)
-        self.restore_button.clicked.connect(self.restore_autosave)
-        self.discard_button.clicked.connect(self.discard_autosave)
-        for keys, slot in (("Ctrl+Return", self.commit), ("Ctrl+Z", self.undo), ("Ctrl+Shift+Z", self.redo)):
-            QShortcut(QKeySequence(keys), self, slot, context=Qt.WidgetWithChildrenShortcut)
+        self._refresh_combos()  # takes the newest 3D image, if there is one
 
     def _refresh_combos(self, *_) -> None:
         images = [x.name for x in self.viewer.layers if lt.is_volume_image(x)]
         session = self.session
         helpers = session.helper_layers()
-        targets = [x.name for x in self.viewer.layers
-                   if session.volume is not None and x not in helpers and session._fits(x)]
+        targets = [
+            x.name
+            for x in self.viewer.layers
+            if session.volume is not None and x not in helpers and session._fits(x)
+        ]
         for combo, names, current in (
             (self.image_combo, images, session.image_layer),
             (self.target_combo, [NEW_TARGET, *targets], session.labels_layer),
@@ -190,13 +86,33 @@ class SegmentationWidget(QWidget):
             self.set_image_layer(images[-1])
 
     def _on_layer_removed(self, event) -> None:
-        if event.value is self.session.image_layer:
+        session = self.session
+        if event.value is session.image_layer:
             self.runner.cancel()
+            session.autosaver.wait(30)
+            QTimer.singleShot(0, session.remove_helpers)  # not while napari is removing a layer
             self.session = Session(self.viewer)  # the old image is gone; start clean
             self.session.set_classes(self.classes.classes())
+            self.session.overlap = self.classes.overlap
+            self.show_status("The image was closed; choose an image layer.")
+        elif event.value is session.labels_layer and session.image_layer is not None:
+            QTimer.singleShot(0, lambda: self._replace_deleted_target(session, event.value))
         self._refresh_combos()
 
+    def _replace_deleted_target(self, session, old) -> None:
+        """A new empty target when the user deleted the target but kept the image."""
+        alive = session is self.session and session.image_layer in self.viewer.layers
+        if alive and session.labels_layer is old and old not in self.viewer.layers:
+            try:
+                self.set_target_layer(None)
+                self.show_status("The target labels layer was deleted; committing into a new one.")
+            except RuntimeError:  # the widget went away meanwhile (viewer closing)
+                pass
+
     def show_status(self, text: str) -> None:
+        error = self.session.autosaver.last_error
+        if error is not None:
+            text += f"\nAutosave failed: {error}"
         self.status_label.setText(text)
 
     @property
@@ -244,27 +160,28 @@ class SegmentationWidget(QWidget):
 
         Missing weights never raise: the model panel shows the download button and the file chooser.
         """
-        present = self.models.set_model(name, checkpoint, device)
-        if not present:
-            self.show_status(f"{name} needs its weights: download them or choose a checkpoint file.")
-        return present
+        return self.models.set_model(name, checkpoint, device)
 
     def _load_model(self, name: str, checkpoint, device: str) -> None:
         self.box_button.setEnabled(get_spec(name).family == "2d")
         self.box_button.setToolTip("" if self.box_button.isEnabled() else "This model takes clicks only.")
         if self.session.volume is None:
             return
-        self.runner.window = self.models.window
+        self.runner.settings["window"] = self.models.window
         self.runner.load(self.engine_factory, name, checkpoint, device, self.session.volume)
         self.show_status(f"Loading {name} on {device}…")
 
+    def _on_weights_missing(self, name: str) -> None:
+        self.runner.unload()
+        self.box_button.setEnabled(False)
+        self.show_status(f"{name} needs its weights: download them or choose a checkpoint file.")
+
     def _set_window(self, window) -> None:
-        layer = self.session.image_layer
-        if window is None and layer is not None:
-            window = tuple(layer.contrast_limits)
-        elif window is not None and layer is not None:
-            layer.contrast_limits = window
-        self.runner.window = window
+        """A 2D window preset: the engine gets it; the image shows it (CT presets)."""
+        self.runner.settings["window"] = window
+        limits = self.models.window_display
+        if limits is not None and self.session.image_layer is not None:
+            self.session.image_layer.contrast_limits = limits
 
     # --- prompts ----------------------------------------------------------------------------------
     def click(self, position, positive: bool = True, view_direction=None, dims_displayed=None) -> bool:
@@ -276,19 +193,26 @@ class SegmentationWidget(QWidget):
                 self.show_status("The click missed the volume.")
                 return False
             mode = RENDERING_PICK.get(str(layer.rendering), "max")
-            voxel = pick_along_ray(self.session.volume.array, start, end, mode, getattr(layer, "iso_threshold", None))
+            voxel = pick_along_ray(
+                self.session.volume.array, start, end, mode, getattr(layer, "iso_threshold", None)
+            )
             if voxel is None:
                 self.show_status("Nothing rendered under the click.")
                 return False
             return self.add_point_voxel(voxel, positive)
         return self.add_point(position, positive)
 
-    def add_point(self, world_zyx, positive: bool = True) -> bool:
-        """Add a click at napari world coordinates (physical mm, z y x) and run the engine."""
+    def add_point(self, world_zyx, positive: bool | None = None) -> bool:
+        """Add a click at napari world coordinates (physical mm, z y x) and run the engine.
+
+        ``positive=None`` follows the negative-clicks toggle. False when the click is refused.
+        """
+        positive = not self.negative_mode if positive is None else positive
         return self._prompt(lambda: self.session.add_point(world_zyx, positive))
 
-    def add_point_voxel(self, zyx, positive: bool = True) -> bool:
+    def add_point_voxel(self, zyx, positive: bool | None = None) -> bool:
         """Add a click at voxel ``(z, y, x)`` of the image and run the engine."""
+        positive = not self.negative_mode if positive is None else positive
         return self._prompt(lambda: self.session.add_point_voxel(zyx, positive))
 
     def add_box(self, box: Box) -> bool:
@@ -310,12 +234,23 @@ class SegmentationWidget(QWidget):
     def _submit(self, request) -> None:
         if request is None:
             return
+        axis = self.slice_axis()
+        if axis is not None:  # the 2D models segment the slice the user looks at
+            self.runner.settings["slice_axis"] = axis
         self.runner.predict(request.generation, request.prompts, request.reset)
         n = len(request.prompts.points) + len(request.prompts.boxes)
         if self.runner.engine is None and not self.runner.loading:
             self.show_status("No model is loaded: choose a model with its weights present.")
         else:
             self.show_status(f"Predicting with {self.models.name} ({n} prompt{'s' if n != 1 else ''})…")
+
+    def slice_axis(self) -> int | None:
+        """The image axis normal to the slice shown in the 2D view (None in the 3D view)."""
+        dims = self.viewer.dims
+        if dims.ndisplay != 2:
+            return None
+        hidden = [d - (dims.ndim - 3) for d in dims.not_displayed if d >= dims.ndim - 3]
+        return int(hidden[-1]) if hidden else None
 
     def set_negative(self, on: bool) -> None:
         self.negative_mode = bool(on)
@@ -343,7 +278,11 @@ class SegmentationWidget(QWidget):
         engine = outcome.value
         self.session.model_info = {**outcome.info}
         self.box_button.setEnabled(bool(getattr(engine, "supports_boxes", False)))
-        self.show_status(f"{outcome.info['name']} ready on {outcome.info['device']} ({outcome.seconds:.1f} s).")
+        self.show_status(
+            f"{outcome.info['name']} ready on {outcome.info['device']} ({outcome.seconds:.1f} s)."
+        )
+        if self.session.state.has_prompts:  # a new model: run the current object's prompts again
+            self._submit(self.session.request(reset=True))
 
     def _on_predicted(self, outcome) -> None:
         if not self.session.set_prediction(outcome.generation, outcome.value):
@@ -351,8 +290,11 @@ class SegmentationWidget(QWidget):
         self.last_seconds = outcome.seconds
         pred = outcome.value
         steps = ", ".join(f"{k} {v:.2f} s" for k, v in (pred.timings or {}).items())
-        self.show_status(f"Preview: {int(pred.patch.sum())} voxels in {outcome.seconds:.2f} s"
-                         + (f" ({steps})" if steps else "") + ".")
+        self.show_status(
+            f"Preview: {int(pred.patch.sum())} voxels in {outcome.seconds:.2f} s"
+            + (f" ({steps})" if steps else "")
+            + "."
+        )
         if self._commit_when_ready and self.runner.idle:
             self._commit_when_ready = False
             self.commit()
@@ -402,8 +344,10 @@ class SegmentationWidget(QWidget):
         if record is None:
             self.show_status("Nothing to commit: click the structure first.")
         else:
-            self.show_status(f"Committed {record['class_name']} (id {record['class_id']}): "
-                             f"{record['voxels_changed']} voxels changed; autosaved.")
+            self.show_status(
+                f"Committed {record['class_name']} (id {record['class_id']}): "
+                f"{record['voxels_changed']} voxels changed; autosaved."
+            )
         return record
 
     def undo(self) -> None:
@@ -437,47 +381,6 @@ class SegmentationWidget(QWidget):
         self.show_status(f"Refining label {label_id}: click to add or remove, then commit.")
         return True
 
-    # --- files ------------------------------------------------------------------------------------
-    def save(self, path):
-        """Write the target labels (by suffix: .nii.gz/.nii/.nrrd/.mha) and the prompt log JSON."""
-        labels_path, log_path = self.session.save(path)
-        self.show_status(f"Saved {labels_path.name} and {log_path.name}.")
-        return labels_path, log_path
-
-    def _save_dialog(self) -> None:
-        if self.session.labels_layer is None:
-            return
-        path, selected = QFileDialog.getSaveFileName(
-            self, "Save labels", f"{self.session.labels_layer.name}.nii.gz",
-            "NIfTI (*.nii.gz);;NIfTI (*.nii);;NRRD (*.nrrd);;MetaImage (*.mha)",
-        )
-        if path:
-            if not path.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
-                path += selected.split("*")[1].rstrip(")")
-            self.save(path)
-
-    def _offer_restore(self) -> None:
-        if self.session.has_autosave:
-            self.banner_label.setText(f"Unsaved work was found for this image ({self.session.recovery_summary()}).")
-            self.banner.show()
-            self.show_status("Autosaved labels exist for this image: restore or discard them.")
-        else:
-            self.banner.hide()
-
-    def restore_autosave(self) -> bool:
-        """Load the autosaved labels and prompt log of this image into the target layer."""
-        ok = self.session.restore_autosave()
-        self.banner.hide()
-        self.show_status("Restored the autosaved labels." if ok else "No autosave for this image.")
-        return ok
-
-    def discard_autosave(self) -> None:
-        self.session.discard_autosave()
-        self.banner.hide()
-
-    def wait_for_autosave(self, timeout: float = 30.0) -> bool:
-        return self.session.autosaver.wait(timeout)
-
     # --- teardown ---------------------------------------------------------------------------------
     def closeEvent(self, event) -> None:
         self.cleanup()
@@ -487,7 +390,9 @@ class SegmentationWidget(QWidget):
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
         self.interaction.detach()
-        for emitter, slot in ((self.viewer.layers.events.inserted, self._refresh_combos),
-                              (self.viewer.layers.events.removed, self._on_layer_removed)):
+        for emitter, slot in (
+            (self.viewer.layers.events.inserted, self._refresh_combos),
+            (self.viewer.layers.events.removed, self._on_layer_removed),
+        ):
             emitter.disconnect(slot)
         self.session.autosaver.wait(30)

@@ -9,19 +9,19 @@ prompts to run (:class:`Request`) and takes the answer back (:meth:`Session.set_
 from __future__ import annotations
 
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from ..annotation.autosave import Autosaver, RecoveryStore, write_json_atomic
+from ..annotation.autosave import Autosaver, RecoveryStore
 from ..annotation.editing import commit_mask, fits_dtype
 from ..annotation.label_classes import LabelClass, generic_classes
-from ..annotation.prompt_log import commit_record, log_document
-from ..annotation.undo import DEFAULT_MAX_BYTES, History, LabelDiff, ObjectState, Step
+from ..annotation.prompt_log import commit_record
+from ..annotation.undo import DEFAULT_MAX_BYTES, History, ObjectState, Step
 from ..engines.base import Box, Prediction, PromptError, Prompts
-from ..io import Volume, VolumeWriteError, write_volume
+from ..io import Volume
 from ..layers import META_KEY, layer_metadata
 from . import layer_tools as lt
+from .persistence import PersistenceMixin
 
 PREVIEW_NAME = "current object"
 POINTS_NAME = "prompts"
@@ -38,7 +38,7 @@ class Request:
     reset: bool
 
 
-class Session:
+class Session(PersistenceMixin):
     """One image being annotated. Create it with the viewer; call :meth:`set_image_layer` first."""
 
     def __init__(self, viewer, max_undo_bytes: int = DEFAULT_MAX_BYTES, recovery_root=None) -> None:
@@ -74,7 +74,7 @@ class Session:
         """Annotate ``layer`` (3D, single channel); ``target`` is a Labels layer or None (new)."""
         if not lt.is_volume_image(layer):
             raise ValueError(f"{layer.name!r} is not a single-channel 3D image layer")
-        self._remove_helpers()
+        self.remove_helpers()
         self.image_layer = layer
         self.source = lt.source_of_layer(layer)
         self.volume = Volume(np.asarray(layer.data), lt.geometry_for_layer(layer), {"source": self.source})
@@ -83,7 +83,9 @@ class Session:
         self.state = ObjectState()
         self.generation += 1
         self._needs_reset = True
-        self.recovery = RecoveryStore.for_image(self.source, self.volume.shape, layer.name, self.recovery_root)
+        self.recovery = RecoveryStore.for_image(
+            self.source, self.volume.shape, layer.name, self.recovery_root
+        )
         self.set_target_layer(target if target is not None else self._find_target())
         self._ensure_helpers()
 
@@ -106,7 +108,10 @@ class Session:
             meta = layer_metadata(volume)
             meta[META_KEY]["target_of"] = self.image_layer.name
             layer = self.viewer.add_labels(
-                volume.array, name=f"{self.image_layer.name} labels", metadata=meta, **lt.placement(self.image_layer)
+                volume.array,
+                name=f"{self.image_layer.name} labels",
+                metadata=meta,
+                **lt.placement(self.image_layer),
             )
         elif not self._fits(layer):
             raise ValueError(f"{layer.name!r} is not a Labels layer of shape {self.volume.shape}")
@@ -116,6 +121,8 @@ class Session:
             classes = lt.classes_from_layer(layer)
             if classes:
                 self.classes = classes
+        if self.labels_layer is not None and layer is not self.labels_layer:
+            self.history.clear()  # its label diffs belong to the previous target
         self.labels_layer = layer
         lt.apply_classes(layer, self.classes)
         return layer
@@ -136,26 +143,39 @@ class Session:
         if self.points_layer is None or self.points_layer not in layers:
             size = 2.5 * float(np.mean(self.volume.geometry.spacing))
             self.points_layer = self.viewer.add_points(
-                np.zeros((0, 3)), name=POINTS_NAME, ndim=3, size=size, border_width=0.1,
-                border_color="white", **lt.placement(where),
+                np.zeros((0, 3)),
+                name=POINTS_NAME,
+                ndim=3,
+                size=size,
+                border_width=0.1,
+                border_color="white",
+                **lt.placement(where),
             )
             self.sync_points()
 
     def ensure_boxes_layer(self):
         if self.boxes_layer is None or self.boxes_layer not in self.viewer.layers:
             self.boxes_layer = self.viewer.add_shapes(
-                ndim=3, name=BOXES_NAME, edge_color="yellow", face_color="transparent",
-                edge_width=1.5, **lt.placement(self.image_layer),
+                ndim=3,
+                name=BOXES_NAME,
+                edge_color="yellow",
+                face_color="transparent",
+                edge_width=1.5,
+                **lt.placement(self.image_layer),
             )
             self.sync_boxes()
         return self.boxes_layer
 
-    def _remove_helpers(self) -> None:
+    def remove_helpers(self) -> None:
+        """Remove the preview, points and boxes layers of this session from the viewer."""
         for attr in ("preview_layer", "points_layer", "boxes_layer"):
             layer = getattr(self, attr)
-            if layer is not None and layer in self.viewer.layers:
-                self.viewer.layers.remove(layer)
             setattr(self, attr, None)
+            try:
+                if layer is not None and layer in self.viewer.layers:
+                    self.viewer.layers.remove(layer)
+            except RuntimeError:  # the viewer is closing
+                pass
 
     def helper_layers(self) -> list:
         return [x for x in (self.preview_layer, self.points_layer, self.boxes_layer) if x is not None]
@@ -184,11 +204,15 @@ class Session:
         self._set_state(new, reset=False)
         return self.request()
 
-    def request(self) -> Request | None:
-        """The prompts to run for the current object, or None when there is nothing to run."""
+    def request(self, reset: bool = False) -> Request | None:
+        """The prompts to run for the current object, or None when there is nothing to run.
+
+        ``reset`` asks the engine to forget its object state first (always after undo, a new
+        model, ...).
+        """
         if not self.state.has_prompts:
             return None
-        reset, self._needs_reset = self._needs_reset, False
+        reset, self._needs_reset = reset or self._needs_reset, False
         return Request(self.generation, self.state.prompts(), reset)
 
     def set_prediction(self, generation: int, prediction: Prediction) -> bool:
@@ -253,11 +277,19 @@ class Session:
         data = self.labels_layer.data
         diff = commit_mask(data, preview, label_id, self.overlap, replace_id=self.state.refine_id)
         record = commit_record(
-            self.state.prompts(), self.volume.geometry, model=self.model_info, class_id=label_id,
-            class_name=self.class_name(label_id), overlap=self.overlap, refined_id=self.state.refine_id,
-            voxels_changed=diff.changed_voxels if diff else 0, bbox=diff.bbox if diff else None,
+            self.state.prompts(),
+            self.volume.geometry,
+            model=self.model_info,
+            class_id=label_id,
+            class_name=self.class_name(label_id),
+            overlap=self.overlap,
+            refined_id=self.state.refine_id,
+            voxels_changed=diff.changed_voxels if diff else 0,
+            bbox=diff.bbox if diff else None,
         )
-        self.history.push(Step(f"commit {label_id}", labels=diff, before=self.state, after=ObjectState(), record=record))
+        self.history.push(
+            Step(f"commit {label_id}", labels=diff, before=self.state, after=ObjectState(), record=record)
+        )
         self.records.append(record)
         self._set_state(ObjectState())
         self.labels_layer.refresh()
@@ -292,66 +324,6 @@ class Session:
         if step.labels is not None:
             self.autosave()
         return step
-
-    # --- persistence ------------------------------------------------------------------------------
-    def labels_volume(self, copy: bool = False) -> Volume:
-        data = np.asarray(self.labels_layer.data)
-        return Volume(data.copy() if copy else data, self.volume.geometry, {"source": self.source})
-
-    def log_document(self) -> dict:
-        return log_document(
-            self.records, source=self.source, shape=self.volume.shape, geometry=self.volume.geometry,
-            classes=[c.to_dict() for c in self.classes],
-        )
-
-    def save(self, path) -> tuple[Path, Path]:
-        """Write the target labels (NIfTI/NRRD/MHA by suffix) and ``<name>.prompts.json`` beside it."""
-        self._require_image()
-        path = Path(path)
-        labels_path = write_volume(self.labels_volume(), path, labels=True)
-        stem = path.name
-        for suffix in (".nii.gz", ".nii", ".nrrd", ".mha"):
-            if stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        log_path = write_json_atomic(path.with_name(stem + ".prompts.json"), self.log_document())
-        return labels_path, log_path
-
-    def autosave(self) -> None:
-        if self.recovery is not None and self.labels_layer is not None:
-            self.autosaver.submit(self.recovery, self.labels_volume(copy=True), self.log_document())
-
-    @property
-    def has_autosave(self) -> bool:
-        return self.recovery is not None and self.recovery.exists()
-
-    def restore_autosave(self) -> bool:
-        """Load the recovery labels and prompt log into the target (an undoable step)."""
-        if not self.has_autosave:
-            return False
-        self.autosaver.wait(60)
-        volume, log = self.recovery.load()
-        if volume.shape != self.volume.shape:
-            raise VolumeWriteError(f"recovery labels have shape {volume.shape}, the image {self.volume.shape}")
-        data = self.labels_layer.data
-        restored = volume.array
-        if restored.dtype.itemsize > data.dtype.itemsize:
-            self.labels_layer.data = data = data.astype(restored.dtype)
-        diff = LabelDiff.between(data, restored.astype(data.dtype))
-        if diff is not None:
-            data[diff.slices] = diff.after
-            self.history.push(Step("restore autosave", labels=diff))
-        self.records = list(log.get("commits", []))
-        self.labels_layer.refresh()
-        return True
-
-    def discard_autosave(self) -> None:
-        if self.recovery is not None:
-            self.autosaver.wait(60)
-            self.recovery.discard()
-
-    def recovery_summary(self) -> str:
-        return self.recovery.summary() if self.recovery is not None else ""
 
     # --- drawing ----------------------------------------------------------------------------------
     def set_preview_color(self) -> None:
@@ -401,4 +373,3 @@ class Session:
     def _require_image(self) -> None:
         if self.volume is None or self.labels_layer is None:
             raise PromptError("choose an image layer first")
-

@@ -47,6 +47,14 @@ class Outcome:
     info: dict = field(default_factory=dict)
 
 
+def apply_settings(engine, settings: dict) -> None:
+    """Set each setting the engine has as a property, only when it changes (a new 2D window
+    drops the engine's embedding cache, so it must not be set again on every click)."""
+    for name, value in settings.items():
+        if isinstance(getattr(type(engine), name, None), property) and getattr(engine, name) != value:
+            setattr(engine, name, value)
+
+
 class _Relay(QObject):
     done = Signal(object)
     progress = Signal(float, str)
@@ -78,7 +86,9 @@ class EngineRunner(QObject):
         super().__init__(parent)
         self.engine = None
         self.engine_info: dict = {}
-        self.window: tuple[float, float] | None = None
+        #: engine settings applied before each prediction when the engine has them and they
+        #: changed (the 2D engine's ``window`` and ``slice_axis``)
+        self.settings: dict[str, Any] = {}
         self._relay = _Relay()
         self._relay.done.connect(self._on_done)
         self._relay.progress.connect(self.progress)
@@ -88,10 +98,12 @@ class EngineRunner(QObject):
         self._pending_load: tuple | None = None
         self._pending_predict: tuple | None = None
         self.running_generation = -1
+        self._discard_next_load = False
 
     # --- requests -------------------------------------------------------------------------------
     def load(self, factory, name: str, checkpoint, device: str, volume) -> None:
         """Create engine ``name`` (``factory(name, checkpoint, device)``) and give it ``volume``."""
+        self._discard_next_load = self._busy == "load"  # a newer model choice wins
         self._pending_load = (factory, name, checkpoint, device, volume)
         self._cancel.set()
         self._kick()
@@ -103,9 +115,24 @@ class EngineRunner(QObject):
             if self._pending_load is not None:
                 self._pending_load = (*self._pending_load[:4], volume)
             else:
-                self._pending_load = (None, info.get("name"), info.get("checkpoint"), info.get("device"), volume)
+                self._pending_load = (
+                    None,
+                    info.get("name"),
+                    info.get("checkpoint"),
+                    info.get("device"),
+                    volume,
+                )
             self._cancel.set()
             self._kick()
+
+    def unload(self) -> None:
+        """Forget the engine (and anything waiting); a running job finishes unseen."""
+        self._pending_load = None
+        self._pending_predict = None
+        self._cancel.set()
+        self.engine = None
+        self.engine_info = {}
+        self._discard_next_load = self._busy == "load"
 
     def predict(self, generation: int, prompts, reset: bool = False) -> None:
         """Run ``prompts``; supersedes any waiting request and cancels the running one."""
@@ -134,7 +161,9 @@ class EngineRunner(QObject):
     @property
     def idle(self) -> bool:
         """Nothing runs and nothing that can run is waiting."""
-        waiting = self._pending_load is not None or (self._pending_predict is not None and self.engine is not None)
+        waiting = self._pending_load is not None or (
+            self._pending_predict is not None and self.engine is not None
+        )
         return self._busy is None and not waiting
 
     def wait_idle(self, timeout: float) -> bool:
@@ -159,7 +188,6 @@ class EngineRunner(QObject):
 
     def _start(self, outcome: Outcome, fn: Callable[[], Any]) -> None:
         self._busy = outcome.kind
-        self._cancel = threading.Event()
         self.busy_changed.emit(True)
         self._thread = threading.Thread(
             target=_run_job, args=(self._relay, outcome, fn), name=f"openmedlab-{outcome.kind}", daemon=True
@@ -169,6 +197,7 @@ class EngineRunner(QObject):
     def _kick(self) -> None:
         if self._busy is not None:
             return
+        self._cancel = threading.Event()  # a fresh flag for the job about to start
         if self._pending_load is not None:
             factory, name, checkpoint, device, volume = self._pending_load
             self._pending_load = None
@@ -181,10 +210,10 @@ class EngineRunner(QObject):
             generation, prompts, reset = self._pending_predict
             self._pending_predict = None
             self.running_generation = generation
-            engine, cancel, window = self.engine, self._cancel, self.window
+            engine, cancel, settings = self.engine, self._cancel, dict(self.settings)
             self._start(
                 Outcome("predict", generation=generation),
-                lambda: self._predict_job(engine, prompts, reset, cancel, window),
+                lambda: self._predict_job(engine, prompts, reset, cancel, settings),
             )
 
     def _load_job(self, factory, engine, info: dict, volume):
@@ -199,16 +228,21 @@ class EngineRunner(QObject):
         engine.set_volume(volume, self._progress_cb)
         return engine
 
-    def _predict_job(self, engine, prompts, reset: bool, cancel: threading.Event, window):
+    def _predict_job(self, engine, prompts, reset: bool, cancel: threading.Event, settings: dict):
+        apply_settings(engine, settings)
         if reset:
             engine.reset()
-        if window is not None and hasattr(engine, "set_window"):
-            engine.set_window(*window)
         return engine.predict(prompts, self._progress_cb, cancel.is_set)
 
     def _on_done(self, outcome: Outcome) -> None:
         self._busy = None
         self._thread = None
+        if outcome.kind == "load" and self._discard_next_load:
+            self._discard_next_load = False
+            self._kick()
+            if self._busy is None:
+                self.busy_changed.emit(False)
+            return
         if outcome.kind == "load" and outcome.error is None:
             self.engine = outcome.value
             self.engine_info = {**self.engine_info, **outcome.info}

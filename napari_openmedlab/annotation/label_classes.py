@@ -108,7 +108,9 @@ def read_classes(path: str | os.PathLike) -> list[LabelClass]:
     return classes_from_json(data)
 
 
-def write_classes(classes: list[LabelClass], path: str | os.PathLike, name: str = "", source: str = "") -> Path:
+def write_classes(
+    classes: list[LabelClass], path: str | os.PathLike, name: str = "", source: str = ""
+) -> Path:
     """Export a class table as JSON (the format :func:`read_classes` and the presets use)."""
     path = Path(path)
     doc = {

@@ -63,7 +63,9 @@ class LabelDiff:
         sl = bbox_slices(box)
         oz, oy, ox = (int(v) for v in origin)
         z0, y0, x0, z1, y1, x1 = box
-        return cls((z0 + oz, y0 + oy, x0 + ox, z1 + oz, y1 + oy, x1 + ox), before[sl].copy(), after[sl].copy())
+        return cls(
+            (z0 + oz, y0 + oy, x0 + ox, z1 + oz, y1 + oy, x1 + ox), before[sl].copy(), after[sl].copy()
+        )
 
     @property
     def slices(self) -> tuple[slice, slice, slice]:
@@ -124,8 +126,10 @@ class ObjectState:
 
     @property
     def nbytes(self) -> int:
-        return int(self.points.nbytes + self.labels.nbytes) + _prediction_bytes(self.mask) + (
-            0 if self.preview is self.mask else _prediction_bytes(self.preview)
+        return (
+            int(self.points.nbytes + self.labels.nbytes)
+            + _prediction_bytes(self.mask)
+            + (0 if self.preview is self.mask else _prediction_bytes(self.preview))
         )
 
     def with_point(self, zyx, positive: bool) -> ObjectState:
@@ -140,7 +144,9 @@ class ObjectState:
         )
 
     def with_box(self, box: Box) -> ObjectState:
-        return ObjectState(self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id)
+        return ObjectState(
+            self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id
+        )
 
     def prompts(self) -> Prompts:
         """The engine's :class:`Prompts` (the refine mask rebuilt on the full grid)."""

@@ -187,7 +187,7 @@ class CanonicalGrid:
             lo[a] = max(0, int(np.floor(idx.min())) - 1)
             hi[a] = min(array.shape[a], int(np.floor(idx.max())) + 3)
         out = np.zeros((size,) * 3, np.float32)
-        if any(h <= l for l, h in zip(lo, hi)):
+        if any(b <= a for a, b in zip(lo, hi)):
             return out
         block = array[lo[0]:hi[0], lo[1]:hi[1], lo[2]:hi[2]]
         if block.dtype == bool:
@@ -225,7 +225,9 @@ class CanonicalGrid:
             if not ok.any():
                 return np.zeros((size,) * 3, bool)
             idx[-1] = (idx[-1], ok)
-        out = mask.transpose(self.src_axis)[np.ix_(*(i for i, _ in idx))]
+        out = mask.transpose(self.src_axis)
+        for c, (i, _) in enumerate(idx):  # one axis at a time: much faster than np.ix_
+            out = out.take(i, axis=c)
         (_, ok0), (_, ok1), (_, ok2) = idx
         return out & ok0[:, None, None] & ok1[None, :, None] & ok2[None, None, :]
 
@@ -233,19 +235,25 @@ class CanonicalGrid:
         """Map a crop mask (c0, c1, c2) back onto the volume grid by nearest neighbour.
 
         Returns ``(bbox, patch)``: half-open volume bounds ``(z0, y0, x0, z1, y1, x1)`` of the
-        voxels whose centres fall inside the crop, and the mask there; None if no voxel does.
+        volume voxels whose nearest crop voxel lies in the bounding box of ``crop_mask``, and the
+        mask there (every other voxel maps to a False crop voxel or outside the crop); None if
+        the mask is empty or no voxel maps into it.
         """
-        size = crop_mask.shape[0]
         lo, hi, gather = [0, 0, 0], [0, 0, 0], [None, None, None]
         for c in range(3):
             a = self.src_axis[c]
+            nz = np.flatnonzero(crop_mask.any(axis=tuple(k for k in range(3) if k != c)))
+            if nz.size == 0:
+                return None
             u = self.scale[c] * np.arange(self.volume_shape[a]) + self.offset[c] - start[c]
-            inside = np.flatnonzero((u >= -0.5) & (u < size - 0.5))
+            inside = np.flatnonzero((u >= nz[0] - 0.5) & (u < nz[-1] + 0.5))
             if inside.size == 0:
                 return None
             lo[a], hi[a] = int(inside[0]), int(inside[-1]) + 1
             gather[a] = np.floor(u[lo[a]:hi[a]] + 0.5).astype(np.intp)
         # crop axes in volume order: volume axis a is crop axis c with src_axis[c] == a
         order = [self.src_axis.index(a) for a in range(3)]
-        patch = crop_mask.transpose(order)[np.ix_(*gather)]
+        patch = crop_mask.transpose(order)
+        for a in range(3):  # one axis at a time: much faster than np.ix_
+            patch = patch.take(gather[a], axis=a)
         return (*lo, *hi), patch

@@ -36,8 +36,9 @@ Rules (see :class:`PropagationOptions` for the numbers):
   carried outwards until it stops or the volume ends. Each gap between two annotations is filled
   from both ends, meeting in the middle: every slice takes the mask carried from the *nearer*
   annotation (the lower one on a tie). If one side stops early, the other side carries on
-  through the rest of the gap (up to its own stop). Each slice is segmented at most once. The
-  annotated slices are kept as given.
+  through the rest of the gap (up to its own stop). Each slice is segmented at most once, but
+  for the slice where both sides of a gap stop (each side tries it). The annotated slices are
+  kept as given.
 
 Progress is reported per segmented slice; ``cancel()`` is checked before each slice and raises
 :class:`~napari_openmedlab.engines.base.Cancelled`.
@@ -240,7 +241,9 @@ class _Walker:
                 answer, score = answer
             new = np.asarray(answer, dtype=bool)
             if new.shape != previous.shape:
-                raise ValueError(f"segmenter returned shape {new.shape} for slice {index}, expected {previous.shape}")
+                raise ValueError(
+                    f"segmenter returned shape {new.shape} for slice {index}, expected {previous.shape}"
+                )
             self.done += 1
             if self.progress is not None:
                 self.progress(min(1.0, self.done / self.total), f"propagating: slice {index}")
@@ -292,7 +295,7 @@ def propagate(
         if not 0 <= i < n_slices:
             raise ValueError(f"annotated slice {i} outside 0..{n_slices - 1}")
     order = sorted(annotated)
-    # every non-annotated slice is segmented at most once: that is the progress total
+    # every non-annotated slice is segmented about once: that is the progress total (capped at 1)
     total = n_slices - len(order)
     walker = _Walker(n_slices, segment, options, progress, cancel, total)
     walker.masks.update(annotated)

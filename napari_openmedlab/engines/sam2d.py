@@ -60,6 +60,7 @@ from ..models.registry import ModelSpec
 from ..models.sam_med2d import preprocess as pp
 from .base import (
     CancelFlag,
+    Cancelled,
     Engine,
     EngineError,
     Prediction,
@@ -98,7 +99,9 @@ def _other_axes(axis: int) -> tuple[int, int]:
 class _StretchedTransform:
     """A slice stretched to ``stretched_size`` before the model's own transform ``inner``."""
 
-    def __init__(self, inner: pp.SliceTransform, original_size: tuple[int, int], stretched_size: tuple[int, int]):
+    def __init__(
+        self, inner: pp.SliceTransform, original_size: tuple[int, int], stretched_size: tuple[int, int]
+    ):
         self.inner = inner
         self.original_size = original_size
         self.stretched_size = stretched_size
@@ -345,7 +348,9 @@ class Sam2DEngine(Engine):
             last = self._last_logits.get((axis, index))
             if last is not None and last[0] == _digest(mask2d):
                 logits = last[1]  # our own previous mask on this slice: feed back its logits
-        result = self.segment_slice(axis, index, points_rc, labels, box, mask=mask2d, mask_logits=logits, user=True)
+        result = self.segment_slice(
+            axis, index, points_rc, labels, box, mask=mask2d, mask_logits=logits, user=True
+        )
         if progress is not None:
             progress(1.0, "done")
         return self._slice_prediction(result)
@@ -451,8 +456,10 @@ class Sam2DEngine(Engine):
             boxes = torch.as_tensor(tf.boxes_to_input([c0, r0, c1, r1]), dtype=torch.float32, device=dev)
         if mask_logits is None and mask is not None:
             mask_logits = tf.mask_to_prompt(np.asarray(mask, dtype=bool), self.low_res_size, _MASK_LOGIT)
-        masks_in = None if mask_logits is None else mask_logits.to(dev, torch.float32).reshape(
-            1, 1, self.low_res_size, self.low_res_size
+        masks_in = (
+            None
+            if mask_logits is None
+            else mask_logits.to(dev, torch.float32).reshape(1, 1, self.low_res_size, self.low_res_size)
         )
         if points is None and boxes is None and masks_in is None:
             raise PromptError("no prompt for the slice: add a click or a box")
@@ -476,7 +483,12 @@ class Sam2DEngine(Engine):
             logits = tf.logits_to_slice(low_res)
         mask_out = (logits[0, 0] > 0.0).cpu().numpy()
         result = SliceResult(
-            int(axis), int(index), mask_out, low_res.cpu(), float(iou[0, best]), bool(mm),
+            int(axis),
+            int(index),
+            mask_out,
+            low_res.cpu(),
+            float(iou[0, best]),
+            bool(mm),
             {"encoder": t_enc, "decoder": time.perf_counter() - t1},
         )
         if user:
@@ -496,7 +508,7 @@ class Sam2DEngine(Engine):
                     + ", ".join(f"axis {a} slice {i}" for a, i in sorted(places))
                     + "; one prediction is one slice (use propagate for several)"
                 )
-            (axis, index), = places
+            ((axis, index),) = places
         elif len(points):
             axis = self.slice_axis
             index = None
@@ -620,8 +632,13 @@ class Sam2DEngine(Engine):
             step = 1 if prompt.index > prompt.source else -1
             logits = previous_logits.get(prompt.source) if prompt.use_mask_prompt else None
             result = self.segment_slice(
-                axis, prompt.index, prompt.points, prompt.labels, prompt.box,
-                mask=prompt.mask if prompt.use_mask_prompt else None, mask_logits=logits,
+                axis,
+                prompt.index,
+                prompt.points,
+                prompt.labels,
+                prompt.box,
+                mask=prompt.mask if prompt.use_mask_prompt else None,
+                mask_logits=logits,
             )
             if prompt.use_mask_prompt:
                 previous_logits[prompt.index] = result.low_res_logits
@@ -632,12 +649,21 @@ class Sam2DEngine(Engine):
 
         result: PropagationResult = propagate(seeds, volume.shape[axis], segment, opts, progress, cancel)
         stops = [
-            {"index": s.index, "step": s.step, "reason": s.reason, "dice": s.dice, "area": s.area}
+            {
+                "index": s.index,
+                "step": s.step,
+                "reason": s.reason,
+                "dice": s.dice,
+                "overlap": s.overlap,
+                "area": s.area,
+                "score": s.score,
+            }
             for s in result.stops
         ]
         state = {"axis": axis, "annotated": sorted(i for i, m in seeds.items() if m.any()), "stops": stops}
         return Prediction.from_mask(
-            result.to_volume(axis, volume.shape), state=state,
+            result.to_volume(axis, volume.shape),
+            state=state,
             timings={"propagation": time.perf_counter() - t0, "slices": result.segmented},
         )
 
@@ -673,8 +699,6 @@ class Sam2DEngine(Engine):
         seeds = {} if mask is None else self._mask_slices(mask, axis)
         for n, (index, g) in enumerate(sorted(groups.items())):
             if cancel is not None and cancel():
-                from .base import Cancelled
-
                 raise Cancelled("propagation cancelled")
             if progress is not None:
                 progress(0.0, f"segmenting annotated slice {index} ({n + 1}/{len(groups)})")
@@ -685,6 +709,8 @@ class Sam2DEngine(Engine):
                 b = g.boxes[-1]
                 box = (min(b.r0, b.r1), min(b.c0, b.c1), max(b.r0, b.r1), max(b.c0, b.c1))
             m2 = seeds.get(index)
-            res = self.segment_slice(axis, index, points_rc, g.labels, box, mask=m2 if m2 is not None and m2.any() else None)
+            res = self.segment_slice(
+                axis, index, points_rc, g.labels, box, mask=m2 if m2 is not None and m2.any() else None
+            )
             seeds[index] = res.mask
         return axis, seeds

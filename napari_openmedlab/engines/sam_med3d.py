@@ -125,8 +125,9 @@ class SamMed3DEngine(Engine):
         labels = prompts.labels
 
         base, exact = self._recall(prompts)
-        if exact is not None:
-            return _copy_prediction(exact["prediction"], time.perf_counter() - t_start)
+        if exact is not None:  # e.g. after an undo: the remembered logits, no network call
+            results = {start: (lg, self._upsample(lg)) for start, lg in exact["logits"].items()}
+            return self._finish(results, exact["first"], prompts, timings, t_start, progress, False)
         if base is not None:
             first = base["first"]
         elif prompts.mask is not None:
@@ -174,8 +175,11 @@ class SamMed3DEngine(Engine):
                 neighbour[axis] += direction * stride
                 queue.append((tuple(neighbour), (start, axis, direction)))
 
+        return self._finish(results, first, prompts, timings, t_start, progress, True)
+
+    def _finish(self, results, first, prompts, timings, t_start, progress, remember) -> Prediction:
         t0 = time.perf_counter()
-        pieces = [grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
+        pieces = [self.grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
         prediction = _merge([p for p in pieces if p is not None], self.volume.shape)
         timings["postprocess"] += time.perf_counter() - t0
         logits_by_crop = {start: logits for start, (logits, _) in results.items()}
@@ -187,7 +191,8 @@ class SamMed3DEngine(Engine):
         }
         timings["total"] = time.perf_counter() - t_start
         prediction.timings = timings
-        self._remember(prompts, first, logits_by_crop, prediction)
+        if remember:
+            self._remember(prompts, first, logits_by_crop)
         _report(progress, 1.0, "done")
         return prediction
 
@@ -217,7 +222,6 @@ class SamMed3DEngine(Engine):
 
     def _decode(self, embedding, points, labels, mask_prompt, timings):
         import torch
-        import torch.nn.functional as F
 
         t0 = time.perf_counter()
         dev = self.device
@@ -236,11 +240,20 @@ class SamMed3DEngine(Engine):
                 sparse_prompt_embeddings=sparse,
                 dense_prompt_embeddings=dense,
             )
-            logits = logits.float()
-            up = F.interpolate(logits, size=(CROP,) * 3, mode="trilinear", align_corners=False)
-            hi = (up[0, 0] > 0).cpu().numpy()
+            logits = logits.float().clone()
+        hi = self._upsample(logits)
         timings["decoder"] += time.perf_counter() - t0
-        return logits.detach().clone(), hi
+        return logits, hi
+
+    @staticmethod
+    def _upsample(logits) -> np.ndarray:
+        """Low-res logits -> the 128^3 crop mask: trilinear, sigmoid > 0.5 (logits > 0)."""
+        import torch
+        import torch.nn.functional as F
+
+        with torch.inference_mode():
+            up = F.interpolate(logits, size=(CROP,) * 3, mode="trilinear", align_corners=False)
+            return (up[0, 0] > 0).cpu().numpy()
 
     def _mask_prompt(self, mask: np.ndarray, start: tuple):
         import torch
@@ -277,10 +290,10 @@ class SamMed3DEngine(Engine):
                 best = entry
         return best, None
 
-    def _remember(self, prompts: Prompts, first, logits, prediction: Prediction) -> None:
+    def _remember(self, prompts: Prompts, first, logits) -> None:
         self._history.append({
             "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": prompts.mask,
-            "first": first, "logits": logits, "prediction": prediction,
+            "first": first, "logits": logits,
         })
         del self._history[:-_HISTORY]
 
@@ -362,12 +375,6 @@ def _merge(pieces: list, shape) -> Prediction:
     trimmed = Prediction.from_mask(union)
     bbox = tuple(int(v) for v in (*(lo + trimmed.bbox[:3]), *(lo + trimmed.bbox[3:])))
     return Prediction(bbox, trimmed.patch, tuple(shape))
-
-
-def _copy_prediction(p: Prediction, seconds: float) -> Prediction:
-    timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0,
-               "total": seconds}
-    return Prediction(p.bbox, p.patch.copy(), p.shape, dict(p.state), timings)
 
 
 def _check(cancel: CancelFlag | None) -> None:

@@ -54,7 +54,8 @@ class CheckpointMismatchError(CheckpointError):
             shown = [f"{k} (checkpoint {list(a)} vs network {list(b)})" for k, a, b in self.mismatched]
             parts.append(f"{len(self.mismatched)} shape mismatch(es): {_preview(shown, limit)}")
         super().__init__(
-            f"{what} does not fit the network; " + "; ".join(parts)
+            f"{what} does not fit the network; "
+            + "; ".join(parts)
             + ". Is this the checkpoint of the chosen model?"
         )
 

@@ -28,8 +28,15 @@ def test_autosave_writes_labels_in_geometry_and_log(tmp_path):
     labels[1, 2, 3] = 9
     prompts = Prompts([[1, 2, 3]], [1], [Box(0, 1, 0, 0, 2, 2)])
     record = commit_record(
-        prompts, GEOM, model={"name": "seeded-region", "device": "cpu"}, class_id=9, class_name="x",
-        overlap="overwrite", refined_id=None, voxels_changed=1, bbox=(1, 2, 3, 2, 3, 4),
+        prompts,
+        GEOM,
+        model={"name": "seeded-region", "device": "cpu"},
+        class_id=9,
+        class_name="x",
+        overlap="overwrite",
+        refined_id=None,
+        voxels_changed=1,
+        bbox=(1, 2, 3, 2, 3, 4),
     )
     log = log_document([record], source="/data/ct.nii.gz", shape=labels.shape, geometry=GEOM)
     saver = Autosaver()

@@ -23,8 +23,20 @@ def test_segrap_has_45_oars_and_two_gtvs_with_challenge_names():
     names = [c.name for c in classes]
     assert len(classes) == 47 and [c.id for c in classes] == list(range(1, 48))
     assert names[-2:] == ["GTVp", "GTVnd"]
-    for name in ("Brain", "BrainStem", "Chiasm", "ETbone_L", "IAC_R", "Larynx_Supraglot", "PharynxConst",
-                 "TMjoint_L", "VestibulSemi_R", "Lens_L", "OralCavity", "SpinalCord"):
+    for name in (
+        "Brain",
+        "BrainStem",
+        "Chiasm",
+        "ETbone_L",
+        "IAC_R",
+        "Larynx_Supraglot",
+        "PharynxConst",
+        "TMjoint_L",
+        "VestibulSemi_R",
+        "Lens_L",
+        "OralCavity",
+        "SpinalCord",
+    ):
         assert name in names
     assert "45 organs at risk" in preset_info("segrap2023")["notes"]
 

@@ -101,8 +101,14 @@ def test_stops_at_the_object_end(reference):
     assert (kept[0], kept[-1]) == (first, last)
     assert volume_dice(out, gb) >= 0.95
     # each direction asked one slice past the end, found nothing there and stopped
-    assert sorted((s.index, s.reason) for s in result.stops) == [(first - 1, "vanished"), (last + 1, "vanished")]
-    assert sorted(p.index for p in oracle.prompts if p.index < first or p.index > last) == [first - 1, last + 1]
+    assert sorted((s.index, s.reason) for s in result.stops) == [
+        (first - 1, "vanished"),
+        (last + 1, "vanished"),
+    ]
+    assert sorted(p.index for p in oracle.prompts if p.index < first or p.index > last) == [
+        first - 1,
+        last + 1,
+    ]
 
 
 def test_stops_when_the_overlap_drops():
@@ -199,7 +205,9 @@ def test_progress_reaches_one(reference):
     seg, names = reference
     liver = seg == names["liver"]
     seen = []
-    propagate(seeds_of(liver, 0, [15]), liver.shape[0], Oracle(liver, 0), progress=lambda f, m: seen.append(f))
+    propagate(
+        seeds_of(liver, 0, [15]), liver.shape[0], Oracle(liver, 0), progress=lambda f, m: seen.append(f)
+    )
     assert seen[0] == 0.0 and seen[-1] == 1.0
     assert all(a <= b for a, b in zip(seen, seen[1:]))
 

@@ -89,9 +89,13 @@ class FakeDecoder(nn.Module):
         self.size = size
         self.multimask: list[bool] = []
 
-    def forward(self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output):
+    def forward(
+        self, image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, multimask_output
+    ):
         low = self.size // 4
-        centres = (torch.arange(low) + 0.5) * (self.size / low) - 0.5  # input-frame pixel of each low-res pixel
+        centres = (torch.arange(low) + 0.5) * (
+            self.size / low
+        ) - 0.5  # input-frame pixel of each low-res pixel
         yy, xx = torch.meshgrid(centres, centres, indexing="ij")
         inside = torch.zeros(low, low, dtype=torch.bool)
         last = self.pe.last
@@ -233,12 +237,16 @@ def test_mask_prompt_feeds_back_own_logits(ct):
     other[8, 10:20, 10:20] = True
     engine.predict(Prompts(boxes=[box], mask=other))
     fed = engine.network.prompt_encoder.last["masks"]
-    assert fed.shape == (1, 1, 64, 64) and fed.max() == pytest.approx(8.0) and fed.min() == pytest.approx(-8.0)
+    assert (
+        fed.shape == (1, 1, 64, 64) and fed.max() == pytest.approx(8.0) and fed.min() == pytest.approx(-8.0)
+    )
     assert engine.network.mask_decoder.multimask == [False, False, False]
     # after reset the remembered logits are gone
     engine.reset()
     engine.predict(Prompts(boxes=[box], mask=first.to_mask()))
-    assert not torch.equal(engine.network.prompt_encoder.last["masks"], torch.as_tensor(first.state["low_res_logits"]))
+    assert not torch.equal(
+        engine.network.prompt_encoder.last["masks"], torch.as_tensor(first.state["low_res_logits"])
+    )
 
 
 def test_window_choice(ct):
@@ -351,7 +359,7 @@ class OracleEngine(Sam2DEngine):
         ref = slice_of(self.reference, axis, index)
         lab, _ = ndimage.label(ref)
         if box is None:  # clicks only: the components under the positive clicks
-            keep = [lab[int(r), int(c)] for (r, c), l in zip(points_rc, labels) if l == 1]
+            keep = [lab[int(r), int(c)] for (r, c), lbl in zip(points_rc, labels) if lbl == 1]
         else:
             r0, c0, r1, c1 = box
             keep = lab[int(np.ceil(r0)) : int(r1) + 1, int(np.ceil(c0)) : int(c1) + 1]
@@ -374,7 +382,9 @@ def test_propagate_prompts_one_box(ct, liver):
     engine.set_volume(ct)
     r0, c0, r1, c1 = _box_of(liver[15])
     progress = []
-    pred = engine.propagate(Prompts(boxes=[Box(0, 15, r0, c0, r1, c1)]), progress=lambda f, m: progress.append(f))
+    pred = engine.propagate(
+        Prompts(boxes=[Box(0, 15, r0, c0, r1, c1)]), progress=lambda f, m: progress.append(f)
+    )
     assert dice3(pred.to_mask(), liver) >= 0.95
     assert pred.state["axis"] == 0 and pred.state["annotated"] == [15]
     assert progress[-1] == 1.0
@@ -464,9 +474,13 @@ def test_tiny_real_networks(ct, name):
     from napari_openmedlab.models.sam_med2d import build_sam2d, small_config
 
     torch.manual_seed(1)
-    engine = Sam2DEngine(build_sam2d(small_config(name, img_size=64, embed_dim=32, depth=1, num_heads=2)), get_spec(name))
+    engine = Sam2DEngine(
+        build_sam2d(small_config(name, img_size=64, embed_dim=32, depth=1, num_heads=2)), get_spec(name)
+    )
     engine.set_volume(ct)
-    pred = engine.predict(Prompts(points=[(10, 50, 60), (10, 55, 70)], labels=[1, 0], boxes=[Box(0, 10, 30, 40, 80, 100)]))
+    pred = engine.predict(
+        Prompts(points=[(10, 50, 60), (10, 55, 70)], labels=[1, 0], boxes=[Box(0, 10, 30, 40, 80, 100)])
+    )
     assert pred.state["axis"] == 0 and pred.state["index"] == 10 and not pred.state["multimask"]
     assert pred.state["low_res_logits"].shape == (1, 1, 16, 16)
     if not pred.empty:

@@ -11,8 +11,8 @@ torch = pytest.importorskip("torch")
 import torch.nn.functional as F  # noqa: E402
 from torch import nn  # noqa: E402
 
-from napari_openmedlab.engines import Cancelled, EngineError, Prompts, PromptError  # noqa: E402
-from napari_openmedlab.engines.crop3d import CROP, CanonicalGrid  # noqa: E402
+from napari_openmedlab.engines import Cancelled, EngineError, PromptError, Prompts  # noqa: E402
+from napari_openmedlab.engines.crop3d import CROP  # noqa: E402
 from napari_openmedlab.engines.sam_med3d import SamMed3DEngine, _seed_near_face  # noqa: E402
 from napari_openmedlab.io import Geometry, Volume, read_volume  # noqa: E402
 
@@ -194,6 +194,29 @@ def _bbox(mask):
     return nz.min(axis=0), nz.max(axis=0) + 1
 
 
+def test_create_engine_builds_it_from_a_checkpoint(monkeypatch, tmp_path):
+    import napari_openmedlab.models.sam_med3d as models
+    from napari_openmedlab.engines import create_engine
+
+    seen = {}
+
+    def fake_load(path, device):
+        seen["path"], seen["device"] = Path(path), str(device)
+        return FakeSam3D()
+
+    monkeypatch.setattr(models, "load_sam_med3d", fake_load)
+    checkpoint = tmp_path / "sam_med3d_turbo.pth"
+    checkpoint.write_bytes(b"stand-in")
+    engine = create_engine("sam-med3d-turbo", checkpoint=checkpoint, device="cpu")
+    assert isinstance(engine, SamMed3DEngine)
+    assert seen == {"path": checkpoint, "device": "cpu"} and engine.device.type == "cpu"
+
+
+def test_amp_is_off_by_default_and_never_on_cpu():
+    assert not _engine().amp
+    assert not SamMed3DEngine(FakeSam3D(), "cpu", amp=True).amp
+
+
 # --- objects larger than one crop -------------------------------------------------------------
 def _rod_volume():
     """A 39 cm rod along z (2.5 crops) in positive noise, 1.5 mm isotropic."""
@@ -265,6 +288,7 @@ def _liver_click() -> tuple[int, int, int]:
     return tuple(int(v) for v in np.round(np.argwhere(seg == 5).mean(axis=0)))
 
 
+@pytest.mark.slow
 def test_whole_pipeline_on_ct_with_the_real_architecture(ct_volume):
     """Random weights (the architecture, not the quality): a mask on the input grid."""
     models = pytest.importorskip("napari_openmedlab.models.sam_med3d")
@@ -307,5 +331,12 @@ def test_preprocessing_equals_the_official_torchio_steps(ct_volume, where, tmp_p
     official = tio.ZNormalization(masking_method=lambda x: x > 0)(cropped.image.data.clone())
     official_points = torch.argwhere(cropped.label.data[0]).numpy()
 
-    np.testing.assert_allclose(ours, official[0].numpy(), atol=2e-5)
+    # Equal up to 1 HU at a few voxels: where a sample falls midway between two voxels the
+    # int16 result of the linear interpolation depends on the last bit of the sample position,
+    # which differs between resampling the whole volume and resampling one crop.
+    raw = cropped.image.data[0].float()
+    one_hu = 1.0 / float(raw[raw > 0].std())
+    diff = np.abs(ours - official[0].numpy())
+    assert diff.max() <= 1.001 * one_hu + 1e-4
+    assert (diff > 1e-3).mean() < 1e-3
     assert any((our_point == p).all() for p in official_points)

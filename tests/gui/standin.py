@@ -58,7 +58,7 @@ class StandInEngine(Engine):
             index[b.axis] = b.index
             rows, cols = [x for x in range(3) if x != b.axis]
             plane = mask[tuple(index)]
-            plane[int(b.r0): int(b.r1) + 1, int(b.c0): int(b.c1) + 1] = True
+            plane[int(b.r0) : int(b.r1) + 1, int(b.c0) : int(b.c1) + 1] = True
         if progress is not None:
             progress(1.0, "stand-in done")
         return Prediction.from_mask(mask, timings={"grow": time.perf_counter() - t0})

@@ -150,3 +150,22 @@ def test_boxes_only_for_2d_models(make_widget, tmp_path):
     assert w.session.state.boxes == (Box(0, 12, 10.0, 10.0, 20.0, 20.0),)
     assert w.session.preview_layer.data[12, 15, 15] == 1
     assert len(boxes.data) == 1
+
+
+def test_deleting_the_target_or_the_image(make_widget, qtbot):
+    viewer, w = make_widget()
+    old_target = w.session.labels_layer
+    viewer.layers.remove(old_target)
+    qtbot.waitUntil(lambda: w.session.labels_layer is not old_target and w.session.labels_layer in viewer.layers)
+    assert _segment_once(w) > 0
+    viewer.layers.remove(w.session.image_layer)
+    qtbot.waitUntil(lambda: "current object" not in viewer.layers and "prompts" not in viewer.layers)
+    assert w.session.image_layer is None and "choose an image" in w.status_text
+    assert not w.add_point_voxel((1, 1, 1))
+
+
+def _segment_once(w):
+    w.add_point_voxel((12, 16, 16))
+    w.wait_for_prediction(10)
+    record = w.commit()
+    return record["voxels_changed"]

@@ -89,7 +89,9 @@ def _ref_block(x, p, pre, cfg: ViTConfig, window: int):
     if not cfg.adapter:
         return y + mlp
     a = pre + "Adapter."
-    gate = torch.sigmoid(torch.relu(n.mean(dim=(0, 1)) @ p[a + "channel.0.weight"].T) @ p[a + "channel.2.weight"].T)
+    gate = torch.sigmoid(
+        torch.relu(n.mean(dim=(0, 1)) @ p[a + "channel.0.weight"].T) @ p[a + "channel.2.weight"].T
+    )
     z = (n * gate).permute(2, 0, 1)[None]
     s = torch.relu(F.conv2d(z, p[a + "spatial.0.weight"], stride=2, padding=1))
     s = torch.relu(F.conv_transpose2d(s, p[a + "spatial.2.weight"], stride=2, padding=1))
@@ -118,7 +120,8 @@ def _randomise(module, seed=0):
     g = torch.Generator().manual_seed(seed)
     with torch.no_grad():
         for name, t in module.state_dict().items():
-            if name.endswith("norm1.weight") or name.endswith("norm2.weight") or ".norm.weight" in name or name.startswith("neck.") and t.ndim == 1 and name.endswith("weight"):
+            is_norm = name.endswith(("norm1.weight", "norm2.weight", ".norm.weight"))
+            if is_norm or (name.startswith("neck.") and t.ndim == 1 and name.endswith("weight")):
                 t.copy_(1.0 + 0.2 * torch.randn(t.shape, generator=g, dtype=t.dtype))
             else:
                 t.copy_(0.2 * torch.randn(t.shape, generator=g, dtype=t.dtype))
@@ -128,8 +131,16 @@ def _randomise(module, seed=0):
 @pytest.mark.parametrize("window", [14, 6, 4])
 def test_adapter_encoder_matches_reference_maths(window):
     # 16x16 tokens: window 14 pads to 28 (the official SAM-Med2D case), 6 pads to 18, 4 tiles
-    cfg = ViTConfig(img_size=256, embed_dim=32, depth=2, num_heads=4, out_chans=16, window_size=window,
-                    global_attn_indexes=(1,), adapter=True)
+    cfg = ViTConfig(
+        img_size=256,
+        embed_dim=32,
+        depth=2,
+        num_heads=4,
+        out_chans=16,
+        window_size=window,
+        global_attn_indexes=(1,),
+        adapter=True,
+    )
     enc = _randomise(ImageEncoderViT(cfg)).double().eval()
     p = {k: v for k, v in enc.state_dict().items()}
     img = torch.randn(2, 3, 256, 256, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
@@ -142,8 +153,16 @@ def test_adapter_encoder_matches_reference_maths(window):
 
 
 def test_adapter_changes_the_output():
-    cfg = ViTConfig(img_size=64, embed_dim=32, depth=1, num_heads=4, out_chans=16, window_size=0,
-                    global_attn_indexes=(), adapter=True)
+    cfg = ViTConfig(
+        img_size=64,
+        embed_dim=32,
+        depth=1,
+        num_heads=4,
+        out_chans=16,
+        window_size=0,
+        global_attn_indexes=(),
+        adapter=True,
+    )
     enc = _randomise(ImageEncoderViT(cfg)).eval()
     img = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
@@ -158,11 +177,31 @@ def test_adapter_changes_the_output():
 def test_encoder_without_adapters_matches_segment_anything():
     from segment_anything.modeling import ImageEncoderViT as Reference
 
-    ref = Reference(img_size=128, patch_size=16, embed_dim=48, depth=3, num_heads=4, mlp_ratio=4.0,
-                    out_chans=24, qkv_bias=True, norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-                    use_rel_pos=True, window_size=3, global_attn_indexes=(1,))
-    ours = ImageEncoderViT(ViTConfig(img_size=128, embed_dim=48, depth=3, num_heads=4, out_chans=24,
-                                     window_size=3, global_attn_indexes=(1,)))
+    ref = Reference(
+        img_size=128,
+        patch_size=16,
+        embed_dim=48,
+        depth=3,
+        num_heads=4,
+        mlp_ratio=4.0,
+        out_chans=24,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=3,
+        global_attn_indexes=(1,),
+    )
+    ours = ImageEncoderViT(
+        ViTConfig(
+            img_size=128,
+            embed_dim=48,
+            depth=3,
+            num_heads=4,
+            out_chans=24,
+            window_size=3,
+            global_attn_indexes=(1,),
+        )
+    )
     _randomise(ref)
     ours.load_state_dict(ref.state_dict(), strict=True)
     img = torch.randn(1, 3, 128, 128)
@@ -179,7 +218,9 @@ def test_encoder_rejects_wrong_input_size():
 # ------------------------------------------------------------------ official key layout
 
 
-def _official_encoder_keys(img, adapter, embed=768, depth=12, heads=12, window=14, glob=(2, 5, 8, 11), out=256):
+def _official_encoder_keys(
+    img, adapter, embed=768, depth=12, heads=12, window=14, glob=(2, 5, 8, 11), out=256
+):
     """The image-encoder keys and shapes of the official checkpoints, written out by hand."""
     g, hd, e = img // 16, embed // heads, "image_encoder."
     keys = {
@@ -196,23 +237,35 @@ def _official_encoder_keys(img, adapter, embed=768, depth=12, heads=12, window=1
     for i in range(depth):
         b = f"{e}blocks.{i}."
         rel = 2 * (g if i in glob else window) - 1
-        keys.update({
-            b + "norm1.weight": (embed,), b + "norm1.bias": (embed,),
-            b + "attn.rel_pos_h": (rel, hd), b + "attn.rel_pos_w": (rel, hd),
-            b + "attn.qkv.weight": (3 * embed, embed), b + "attn.qkv.bias": (3 * embed,),
-            b + "attn.proj.weight": (embed, embed), b + "attn.proj.bias": (embed,),
-            b + "norm2.weight": (embed,), b + "norm2.bias": (embed,),
-            b + "mlp.lin1.weight": (4 * embed, embed), b + "mlp.lin1.bias": (4 * embed,),
-            b + "mlp.lin2.weight": (embed, 4 * embed), b + "mlp.lin2.bias": (embed,),
-        })
+        keys.update(
+            {
+                b + "norm1.weight": (embed,),
+                b + "norm1.bias": (embed,),
+                b + "attn.rel_pos_h": (rel, hd),
+                b + "attn.rel_pos_w": (rel, hd),
+                b + "attn.qkv.weight": (3 * embed, embed),
+                b + "attn.qkv.bias": (3 * embed,),
+                b + "attn.proj.weight": (embed, embed),
+                b + "attn.proj.bias": (embed,),
+                b + "norm2.weight": (embed,),
+                b + "norm2.bias": (embed,),
+                b + "mlp.lin1.weight": (4 * embed, embed),
+                b + "mlp.lin1.bias": (4 * embed,),
+                b + "mlp.lin2.weight": (embed, 4 * embed),
+                b + "mlp.lin2.bias": (embed,),
+            }
+        )
         if adapter:
-            keys.update({
-                b + "Adapter.norm.weight": (embed,), b + "Adapter.norm.bias": (embed,),
-                b + "Adapter.channel.0.weight": (embed // 4, embed),
-                b + "Adapter.channel.2.weight": (embed, embed // 4),
-                b + "Adapter.spatial.0.weight": (embed, embed, 3, 3),
-                b + "Adapter.spatial.2.weight": (embed, embed, 4, 4),
-            })
+            keys.update(
+                {
+                    b + "Adapter.norm.weight": (embed,),
+                    b + "Adapter.norm.bias": (embed,),
+                    b + "Adapter.channel.0.weight": (embed // 4, embed),
+                    b + "Adapter.channel.2.weight": (embed, embed // 4),
+                    b + "Adapter.spatial.0.weight": (embed, embed, 3, 3),
+                    b + "Adapter.spatial.2.weight": (embed, embed, 4, 4),
+                }
+            )
     return keys
 
 
@@ -232,9 +285,16 @@ def test_full_sam_med2d_keys_and_shapes_are_official(full_sam_med2d):
     enc = {k: v for k, v in ours.items() if k.startswith("image_encoder.")}
     assert enc == _official_encoder_keys(256, adapter=True)
     # prompt encoder / mask decoder as SAM-Med2D's build_sam builds them for image_size=256
-    pe = PromptEncoder(embed_dim=256, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=16)
-    md = MaskDecoder(num_multimask_outputs=3, transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
-                     transformer_dim=256, iou_head_depth=3, iou_head_hidden_dim=256)
+    pe = PromptEncoder(
+        embed_dim=256, image_embedding_size=(16, 16), input_image_size=(256, 256), mask_in_chans=16
+    )
+    md = MaskDecoder(
+        num_multimask_outputs=3,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=256, mlp_dim=2048, num_heads=8),
+        transformer_dim=256,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
+    )
     rest = {k: v for k, v in ours.items() if not k.startswith("image_encoder.")}
     assert rest == {**_shapes(pe, "prompt_encoder."), **_shapes(md, "mask_decoder.")}
     # a few size-dependent entries spelled out
@@ -255,9 +315,12 @@ def test_sam_vit_b_and_medsam_keys_match_segment_anything(config):
     ref = _shapes(sam_model_registry["vit_b"]())
     ours = _shapes(Sam2DModel(config))
     assert ours == ref
-    assert {k: v for k, v in ours.items() if k.startswith("image_encoder.")} == _official_encoder_keys(1024, adapter=False)
+    assert {k: v for k, v in ours.items() if k.startswith("image_encoder.")} == _official_encoder_keys(
+        1024, adapter=False
+    )
 
 
+@pytest.mark.slow
 def test_full_sam_med2d_forward_shapes(full_sam_med2d):
     model = full_sam_med2d.eval()
     emb = model.embed(torch.zeros(1, 3, 256, 256))
@@ -346,8 +409,12 @@ def test_sam_logits_postprocess_matches_official():
 def test_sam_med2d_logits_postprocess_matches_official_predictor():
     _, tf = prepare_slice(np.zeros((90, 120), np.uint8), "sam-med2d")
     low = torch.randn(1, 1, 64, 64)
-    want = F.interpolate(F.interpolate(low, (256, 256), mode="bilinear", align_corners=False), (90, 120),
-                         mode="bilinear", align_corners=False)
+    want = F.interpolate(
+        F.interpolate(low, (256, 256), mode="bilinear", align_corners=False),
+        (90, 120),
+        mode="bilinear",
+        align_corners=False,
+    )
     torch.testing.assert_close(tf.logits_to_slice(low), want)
 
 
@@ -395,14 +462,17 @@ def test_slice_helper_with_all_prompt_kinds(name):
     e = cfg.embedding_size
     assert emb.embedding.shape == (1, cfg.prompt_embed_dim, e, e)
 
-    pred = model.predict_slice(emb, points_xy=[[10, 20], [30, 40]], point_labels=[1, 0], multimask_output=True)
+    pred = model.predict_slice(
+        emb, points_xy=[[10, 20], [30, 40]], point_labels=[1, 0], multimask_output=True
+    )
     assert pred.logits.shape == (3, 70, 50) and pred.iou.shape == (3,)
     assert pred.low_res_logits.shape == (1, 3, cfg.low_res_size, cfg.low_res_size)
     assert pred.mask().shape == (70, 50) and pred.mask().dtype == bool
     assert 0 <= pred.best_index() < 3
 
-    single = model.predict_slice(emb, box_xyxy=[5, 5, 40, 60], points_xy=[[20, 30]], point_labels=[1],
-                                 mask_input=pred.mask_prompt())
+    single = model.predict_slice(
+        emb, box_xyxy=[5, 5, 40, 60], points_xy=[[20, 30]], point_labels=[1], mask_input=pred.mask_prompt()
+    )
     assert single.logits.shape == (1, 70, 50)
     box_only = model.predict_slice(emb, box_xyxy=[5, 5, 40, 60])
     assert box_only.logits.shape == (1, 70, 50)
@@ -444,3 +514,46 @@ def test_build_from_official_format_checkpoint(tmp_path):
     with pytest.raises(CheckpointMismatchError) as info:
         build_sam2d(small_config("sam-vit-b"), path)
     assert "Adapter" in str(info.value)  # names the offending keys
+
+
+# ------------------------------------------------------------------ implementation paths
+
+
+def test_cpu_gemm_convolutions_equal_torch_convolutions():
+    from napari_openmedlab.models.sam_med2d.image_encoder import _conv_gemm, _conv_transpose_gemm
+
+    g = torch.Generator().manual_seed(5)
+    x = torch.randn(2, 8, 16, 16, generator=g, dtype=torch.float64)
+    w = torch.randn(8, 8, 3, 3, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(_conv_gemm(x, w, 2, 1), F.conv2d(x, w, stride=2, padding=1))
+    y = torch.randn(2, 8, 8, 8, generator=g, dtype=torch.float64)
+    wt = torch.randn(8, 6, 4, 4, generator=g, dtype=torch.float64)
+    torch.testing.assert_close(
+        _conv_transpose_gemm(y, wt, 2, 1), F.conv_transpose2d(y, wt, stride=2, padding=1)
+    )
+
+
+def test_sam_med2d_resize_matches_opencv_inter_nearest():
+    cv2 = pytest.importorskip("cv2")
+    sl = (np.random.default_rng(6).random((97, 301)) * 255).astype(np.uint8)
+    x, _ = prepare_slice(sl, "sam-med2d")
+    want = cv2.resize(sl, (256, 256), interpolation=cv2.INTER_NEAREST).astype(np.float64)
+    np.testing.assert_allclose(x[0, 0].numpy(), (want - SAM_PIXEL_MEAN[0]) / SAM_PIXEL_STD[0], atol=1e-5)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_path_matches_cpu_path(monkeypatch):
+    # on CUDA the adapter uses torch's convolutions, on the CPU the GEMM forms
+    monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    torch.manual_seed(0)
+    model = build_sam2d(small_config("sam-med2d", embed_dim=64, depth=3))
+    _randomise(model.image_encoder)
+    x = torch.randn(1, 3, 256, 256)
+    cpu = model.embed(x)
+    low_cpu, _ = model.decode(cpu, point_coords=[[30.0, 40.0]], point_labels=[1], multimask_output=True)
+    model.cuda()
+    gpu = model.embed(x)
+    low_gpu, _ = model.decode(gpu, point_coords=[[30.0, 40.0]], point_labels=[1], multimask_output=True)
+    torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
+    torch.testing.assert_close(low_gpu.cpu(), low_cpu, rtol=1e-3, atol=1e-3)

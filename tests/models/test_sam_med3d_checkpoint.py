@@ -151,7 +151,10 @@ def test_long_key_lists_are_counted_and_truncated(tmp_path, state_dict):
 def test_official_default_network_refuses_a_foreign_checkpoint(tmp_path, state_dict):
     err = _mismatch(tmp_path, state_dict, config=None)  # default = official vit_b_ori
     msg = str(err)
-    assert "image_encoder.pos_embed" in msg and "[1, 2, 2, 2, 32]" in msg
+    assert ("image_encoder.pos_embed", (1, 2, 2, 2, 32), (1, 8, 8, 8, 768)) in err.mismatched
+    first_key, ckpt_shape, net_shape = err.mismatched[0]
+    assert f"{first_key} (checkpoint {list(ckpt_shape)} vs network {list(net_shape)})" in msg
+    assert f"{len(err.mismatched)} shape mismatch(es)" in msg
     assert err.missing  # the small encoder has fewer blocks
     assert "image_encoder.blocks.2.norm1.weight" in err.missing
 

@@ -211,40 +211,41 @@ def test_no_points_multimask_and_prompt_batch_match_official(official, ours, emb
     assert _max_diff(ref[2], logits) <= TOL and _max_diff(ref[3], iou) <= TOL
 
 
-SMALL_CONFIGS = {
-    # 4^3 tokens padded to a 14^3 window: the official SAM-Med3D situation, scaled down
-    "pad_to_window": SamMed3DConfig(
-        img_size=64, encoder_embed_dim=96, encoder_depth=4, encoder_num_heads=4,
-        encoder_global_attn_indexes=(1, 3), prompt_embed_dim=96, decoder_mlp_dim=128,
-    ),
-    # grid == window (no padding), and a window larger by one
-    "exact_window": SamMed3DConfig(
-        img_size=64, encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
-        encoder_global_attn_indexes=(1,), window_size=4, prompt_embed_dim=96, decoder_mlp_dim=128,
-    ),
-    "window_plus_one": SamMed3DConfig(
-        img_size=64, encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
-        encoder_global_attn_indexes=(), window_size=5, prompt_embed_dim=96, decoder_mlp_dim=128,
-    ),
-    # grid larger than the window: several windows, both paths use the padded computation
-    "multi_window": SamMed3DConfig(
-        img_size=64, encoder_embed_dim=64, encoder_depth=2, encoder_num_heads=2,
-        encoder_global_attn_indexes=(), window_size=3, prompt_embed_dim=96, decoder_mlp_dim=128,
-    ),
+def _small(window: int, global_idx: tuple = (), heads: int = 2) -> SamMed3DConfig:
+    """64^3 input -> 4^3 tokens; ``window`` > 4 pads each window like the official 8 -> 14."""
+    return SamMed3DConfig(
+        img_size=64,
+        encoder_embed_dim=32 * heads,
+        encoder_depth=3,
+        encoder_num_heads=heads,
+        encoder_global_attn_indexes=global_idx,
+        window_size=window,
+        prompt_embed_dim=96,
+        decoder_mlp_dim=128,
+    )
+
+
+SMALL_CONFIGS = {  # name: (config, batch size)
+    "official_window_14": (_small(14, (1,)), 1),  # 4^3 tokens padded to 14^3
+    "window_7_batch_2": (_small(7, (2,), heads=3), 2),
+    "window_plus_one": (_small(5), 2),
+    "window_equals_grid": (_small(4, (0,)), 2),  # no padding at all
+    "multi_window": (_small(3), 1),  # grid > window: several windows, padded path in both
 }
 
 
 @pytest.mark.parametrize("name", sorted(SMALL_CONFIGS))
 def test_fast_encoder_matches_reference_path(name):
+    config, batch = SMALL_CONFIGS[name]
     torch.manual_seed(0)
-    model = build_sam_med3d(SMALL_CONFIGS[name])
+    model = build_sam_med3d(config)
     _randomise(model, seed=5)
-    x = torch.randn(2, 1, 64, 64, 64, generator=torch.Generator().manual_seed(2))
+    x = torch.randn(batch, 1, 64, 64, 64, generator=torch.Generator().manual_seed(2))
     with torch.inference_mode():
         fast = model.encode(x, fast=True)
         ref = model.encode(x, fast=False)
         model.fast_encoder = False
         default_ref = model.encode(x)
-    assert fast.shape == (2, 96, 4, 4, 4)
+    assert fast.shape == (batch, 96, 4, 4, 4)
     assert torch.equal(ref, default_ref)
     assert _max_diff(fast, ref) <= TOL

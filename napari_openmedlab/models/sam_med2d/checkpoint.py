@@ -138,7 +138,9 @@ def _int_tuple(v, what: str) -> tuple[int, ...]:
     return tuple(v)
 
 
-def _rebuild_tensor_v2(storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None):
+def _rebuild_tensor_v2(
+    storage, storage_offset, size, stride, requires_grad=False, backward_hooks=None, metadata=None
+):
     if not isinstance(storage, _StorageRef):
         raise CheckpointError("malformed tensor record: its storage is not a storage reference")
     if type(storage_offset) is not int:
@@ -199,8 +201,24 @@ _STORAGE_DTYPES = {
     "UntypedStorage": torch.uint8,
 }
 _DTYPE_NAMES = (
-    "float64", "float32", "float16", "bfloat16", "int64", "int32", "int16", "int8", "uint8", "bool",
-    "complex64", "complex128", "double", "float", "half", "long", "int", "short",
+    "float64",
+    "float32",
+    "float16",
+    "bfloat16",
+    "int64",
+    "int32",
+    "int16",
+    "int8",
+    "uint8",
+    "bool",
+    "complex64",
+    "complex128",
+    "double",
+    "float",
+    "half",
+    "long",
+    "int",
+    "short",
 )
 
 
@@ -217,7 +235,19 @@ def _safe_globals() -> dict[tuple[str, str], object]:
         ("torch", "Size"): _torch_size,
         ("torch", "device"): _device,
     }
-    for name in ("dict", "list", "tuple", "set", "frozenset", "int", "float", "bool", "str", "complex", "slice"):
+    for name in (
+        "dict",
+        "list",
+        "tuple",
+        "set",
+        "frozenset",
+        "int",
+        "float",
+        "bool",
+        "str",
+        "complex",
+        "slice",
+    ):
         table[("builtins", name)] = getattr(builtins, name)
     for name, dtype in _STORAGE_DTYPES.items():
         table[("torch", name)] = _StorageType(dtype)
@@ -308,7 +338,9 @@ class _ZipCheckpoint:
         except (CheckpointError, MemoryError):
             raise
         except Exception as err:  # malformed pickles: the reader stops, nothing was run
-            raise CheckpointError(f"{path.name}: cannot read checkpoint pickle ({type(err).__name__}: {err})") from err
+            raise CheckpointError(
+                f"{path.name}: cannot read checkpoint pickle ({type(err).__name__}: {err})"
+            ) from err
         self.dropped = sorted(unpickler.dropped)
 
     def _ref(self, key: str, dtype: torch.dtype, numel: int) -> _StorageRef:
@@ -375,8 +407,10 @@ class _ZipCheckpoint:
 
 
 def _is_state_dict(obj) -> bool:
-    return isinstance(obj, Mapping) and len(obj) > 0 and all(
-        isinstance(k, str) and isinstance(v, (_LazyTensor, torch.Tensor)) for k, v in obj.items()
+    return (
+        isinstance(obj, Mapping)
+        and len(obj) > 0
+        and all(isinstance(k, str) and isinstance(v, (_LazyTensor, torch.Tensor)) for k, v in obj.items())
     )
 
 
@@ -401,7 +435,7 @@ def _select_state_dict(root, name: str) -> tuple[Mapping, str | None]:
 
 def _strip_module_prefix(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     if sd and all(k.startswith("module.") for k in sd):
-        return {k[len("module."):]: v for k, v in sd.items()}
+        return {k[len("module.") :]: v for k, v in sd.items()}
     return sd
 
 
@@ -432,7 +466,9 @@ def _read(path: Path, allow_unknown_globals: bool) -> tuple[dict[str, torch.Tens
     return _strip_module_prefix(sd), {"state_dict_key": key, "dropped_globals": ckpt.dropped}
 
 
-def read_state_dict(path: str | os.PathLike, *, allow_unknown_globals: bool = False) -> dict[str, torch.Tensor]:
+def read_state_dict(
+    path: str | os.PathLike, *, allow_unknown_globals: bool = False
+) -> dict[str, torch.Tensor]:
     """The weights in ``path`` (a bare state dict or ``{"model": state_dict, ...}``), on the CPU.
 
     No pickled code runs. Raises :class:`UnsafeCheckpointError` when the pickle names code that
@@ -488,7 +524,9 @@ def _atomic_write(target: Path, write) -> None:
             os.unlink(tmp)
 
 
-def _cache_is_valid(source: Path, converted: Path, meta: dict | None, expected_sha256: str | None, verify: bool) -> bool:
+def _cache_is_valid(
+    source: Path, converted: Path, meta: dict | None, expected_sha256: str | None, verify: bool
+) -> bool:
     if meta is None or not converted.is_file() or converted.stat().st_size != meta.get("converted_size"):
         return False
     if expected_sha256 and meta.get("source_sha256") != expected_sha256.lower():
@@ -542,7 +580,9 @@ def convert_to_safetensors(
     tensors = {k: v.contiguous() for k, v in state_dict.items()}
     _atomic_write(
         converted,
-        lambda tmp: save_file(tensors, tmp, metadata={"source_sha256": source_sha, "source_name": source.name}),
+        lambda tmp: save_file(
+            tensors, tmp, metadata={"source_sha256": source_sha, "source_name": source.name}
+        ),
     )
     record = {
         "format": CONVERSION_FORMAT,
@@ -583,7 +623,11 @@ def load_state_dict(
     from safetensors.torch import load_file
 
     converted = convert_to_safetensors(
-        source, cache_dir, expected_sha256=expected_sha256, allow_unknown_globals=allow_unknown_globals, verify=verify
+        source,
+        cache_dir,
+        expected_sha256=expected_sha256,
+        allow_unknown_globals=allow_unknown_globals,
+        verify=verify,
     )
     return load_file(str(converted), device="cpu")
 
@@ -591,7 +635,9 @@ def load_state_dict(
 # ------------------------------------------------------------------ into a network
 
 
-def check_state_dict(model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint") -> None:
+def check_state_dict(
+    model: nn.Module, state_dict: Mapping[str, torch.Tensor], what: str = "checkpoint"
+) -> None:
     """Raise :class:`CheckpointMismatchError` unless keys and shapes match ``model`` exactly."""
     own = model.state_dict()
     missing = set(own) - set(state_dict)

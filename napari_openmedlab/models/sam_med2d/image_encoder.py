@@ -129,13 +129,23 @@ class Adapter(nn.Module):
         gate = self.channel(x.mean(dim=(1, 2)))  # (B, C)
         z = (x * gate[:, None, None, :]).permute(0, 3, 1, 2)
         down, up = self.spatial[0], self.spatial[2]
-        z = torch.relu(F.conv2d(z, down.weight, stride=down.stride, padding=down.padding))
-        if z.device.type == "cpu":  # same maths as conv_transpose2d, faster on CPU as one GEMM
+        if z.device.type == "cpu":  # same maths as the convolutions, faster on CPU as GEMMs
+            z = torch.relu(_conv_gemm(z, down.weight, down.stride[0], down.padding[0]))
             s = _conv_transpose_gemm(z, up.weight, up.stride[0], up.padding[0])
         else:
+            z = torch.relu(F.conv2d(z, down.weight, stride=down.stride, padding=down.padding))
             s = F.conv_transpose2d(z, up.weight, stride=up.stride, padding=up.padding)
         s = torch.relu(s).permute(0, 2, 3, 1)
         return self.norm(x + s)
+
+
+def _conv_gemm(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
+    """``conv2d`` (no bias, square kernel) as ``unfold`` and a matrix product."""
+    b, _, h, w = x.shape
+    cout, k = weight.shape[0], weight.shape[2]
+    cols = F.unfold(x, k, padding=padding, stride=stride)  # (b, cin*k*k, L)
+    oh, ow = (h + 2 * padding - k) // stride + 1, (w + 2 * padding - k) // stride + 1
+    return (weight.reshape(cout, -1) @ cols).reshape(b, cout, oh, ow)
 
 
 def _conv_transpose_gemm(x: torch.Tensor, weight: torch.Tensor, stride: int, padding: int) -> torch.Tensor:
@@ -218,7 +228,11 @@ class Block(nn.Module):
         self.window_size = window_size
         self.norm1 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.attn = Attention(
-            dim, cfg.num_heads, cfg.qkv_bias, cfg.use_rel_pos, window_size if window_size > 0 else cfg.grid_size
+            dim,
+            cfg.num_heads,
+            cfg.qkv_bias,
+            cfg.use_rel_pos,
+            window_size if window_size > 0 else cfg.grid_size,
         )
         self.norm2 = nn.LayerNorm(dim, eps=cfg.norm_eps)
         self.mlp = MLP(dim, int(dim * cfg.mlp_ratio))

@@ -62,8 +62,17 @@ class Sam2DConfig:
 
 
 _VIT_B = ViTConfig(
-    img_size=1024, patch_size=16, embed_dim=768, depth=12, num_heads=12, mlp_ratio=4.0, out_chans=256,
-    qkv_bias=True, use_rel_pos=True, window_size=14, global_attn_indexes=(2, 5, 8, 11),
+    img_size=1024,
+    patch_size=16,
+    embed_dim=768,
+    depth=12,
+    num_heads=12,
+    mlp_ratio=4.0,
+    out_chans=256,
+    qkv_bias=True,
+    use_rel_pos=True,
+    window_size=14,
+    global_attn_indexes=(2, 5, 8, 11),
 )
 
 SAM_MED2D = Sam2DConfig("sam-med2d", replace(_VIT_B, img_size=256, adapter=True), "sam-med2d")
@@ -94,13 +103,21 @@ def small_config(
     base = CONFIGS[name]
     size = img_size or (256 if name == "sam-med2d" else 128)
     enc = replace(
-        base.encoder, img_size=size, embed_dim=embed_dim, depth=depth, num_heads=num_heads,
+        base.encoder,
+        img_size=size,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=num_heads,
         window_size=window_size if window_size is not None else base.encoder.window_size,
         global_attn_indexes=(depth - 1,),
     )
     return replace(
-        base, encoder=enc, prompt_embed_dim=prompt_embed_dim, decoder_mlp_dim=4 * prompt_embed_dim,
-        decoder_heads=4, iou_head_hidden_dim=prompt_embed_dim,
+        base,
+        encoder=enc,
+        prompt_embed_dim=prompt_embed_dim,
+        decoder_mlp_dim=4 * prompt_embed_dim,
+        decoder_heads=4,
+        iou_head_hidden_dim=prompt_embed_dim,
     )
 
 
@@ -229,10 +246,10 @@ class Sam2DModel(nn.Module):
                 raise ValueError(f"one box per call; got {box.shape[0]}")
         mask = None
         if mask_input is not None:
-            mask = _as_tensor(mask_input, torch.float32, dev)
-            l = self.config.low_res_size
-            if mask.shape != (1, 1, l, l):
-                raise ValueError(f"mask_input must be (1, 1, {l}, {l}); got {tuple(mask.shape)}")
+            mask = _as_tensor(mask_input, self.dtype, dev)
+            size = self.config.low_res_size
+            if mask.shape != (1, 1, size, size):
+                raise ValueError(f"mask_input must be (1, 1, {size}, {size}); got {tuple(mask.shape)}")
         sparse, dense = self.prompt_encoder(points=points, boxes=box, masks=mask)
         low_res, iou = self.mask_decoder(
             image_embeddings=embedding.to(dev),
@@ -266,11 +283,19 @@ class Sam2DModel(nn.Module):
         ``(x0, y0, x1, y1)``; ``mask_input`` is a previous prediction's :meth:`~SlicePrediction.mask_prompt`.
         """
         tf = emb.transform
-        coords = tf.coords_to_input(np.asarray(points_xy, dtype=float).reshape(-1, 2)) if points_xy is not None else None
+        coords = (
+            tf.coords_to_input(np.asarray(points_xy, dtype=float).reshape(-1, 2))
+            if points_xy is not None
+            else None
+        )
         box = tf.boxes_to_input(box_xyxy) if box_xyxy is not None else None
         low_res, iou = self.decode(
-            emb.embedding, point_coords=coords, point_labels=point_labels, boxes=box,
-            mask_input=mask_input, multimask_output=multimask_output,
+            emb.embedding,
+            point_coords=coords,
+            point_labels=point_labels,
+            boxes=box,
+            mask_input=mask_input,
+            multimask_output=multimask_output,
         )
         with torch.inference_mode():
             logits = tf.logits_to_slice(low_res)[0]

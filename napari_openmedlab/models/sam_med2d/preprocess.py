@@ -83,7 +83,10 @@ def ct_window_bounds(window: str | tuple[float, float]) -> tuple[float, float]:
 
 
 def percentile_bounds(
-    volume: np.ndarray, low: float = MRI_PERCENTILES[0], high: float = MRI_PERCENTILES[1], nonzero: bool = True
+    volume: np.ndarray,
+    low: float = MRI_PERCENTILES[0],
+    high: float = MRI_PERCENTILES[1],
+    nonzero: bool = True,
 ) -> tuple[float, float]:
     """Percentile bounds of ``volume`` (of its non-zero voxels when ``nonzero``)."""
     values = np.asarray(volume)
@@ -219,7 +222,9 @@ def _resize_medsam(a: np.ndarray, size: int) -> np.ndarray:
     return resize(a, shape, order=3, preserve_range=True, anti_aliasing=True)
 
 
-def prepare_slice(slice2d: np.ndarray, kind: str, model_size: int | None = None) -> tuple[torch.Tensor, SliceTransform]:
+def prepare_slice(
+    slice2d: np.ndarray, kind: str, model_size: int | None = None
+) -> tuple[torch.Tensor, SliceTransform]:
     """A 0..255 slice (``(H, W)`` or ``(H, W, 3)``) -> ``(1, 3, S, S)`` float32 model input.
 
     ``model_size`` defaults to 256 for ``sam-med2d`` and 1024 otherwise (pass the model's

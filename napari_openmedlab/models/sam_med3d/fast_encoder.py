@@ -57,8 +57,6 @@ broadcasting requires them).
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
-
 import torch
 from torch.nn import functional as F
 
@@ -71,7 +69,7 @@ __all__ = [
     "single_window_attention",
 ]
 
-Tables = Tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+Tables = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
 
 
 def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -97,8 +95,8 @@ def rel_pos_terms(
     n: int,
     side: int,
     tables: Tables,
-    pad_q: Optional[torch.Tensor] = None,
-) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    pad_q: torch.Tensor | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """The three relative-position terms ``A``, ``Bt``, ``Ct`` (see module doc).
 
     Args:
@@ -175,7 +173,7 @@ def single_window_attention(
     n: int,
     window: int,
     tables: Tables,
-    pad_qkv: Tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    pad_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
 ) -> torch.Tensor:
     """Exact equivalent of the official zero-padded window attention (grid fits one window).
 

@@ -15,18 +15,23 @@ Official quirks kept on purpose (the weights were trained with them)
   14^3 and the padded tokens take part in the softmax (their key/value are the
   ``qkv`` biases). Their relative-position tables have ``2 * 14 - 1 = 27`` rows.
 * Relative positions are decomposed per axis and dotted with the *unscaled*
-  query (MViTv2 style); the global blocks have tables of ``2 * 8 - 1 = 15`` rows.
+  query (MViTv2 style), but the official code broadcasts the three per-axis
+  terms onto the wrong key axes (every term varies with the key's last
+  coordinate; two of them use the query of another token of the same row).
+  The exact formula is in :mod:`.fast_encoder`; both paths reproduce it. The
+  global blocks have tables of ``2 * 8 - 1 = 15`` rows.
 * ``LayerNorm3d`` of the neck uses ``eps = 1e-6`` inside the square root.
 
-Two execution paths give the same numbers (max abs diff ~1e-5 in fp32):
+Two execution paths give the same numbers (max abs diff ~5e-6 in fp32 on
+random weights; the reference path is bit-identical to the official code):
 ``fast=True`` (default) uses :mod:`.fast_encoder` and never materialises the
 padding; ``fast=False`` is the straightforward padded reference computation.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from functools import partial
-from typing import Optional, Sequence, Tuple, Type
 
 import torch
 from torch import nn
@@ -63,7 +68,7 @@ class Attention3D(nn.Module):
         num_heads: int,
         qkv_bias: bool = True,
         use_rel_pos: bool = False,
-        input_size: Optional[Tuple[int, int, int]] = None,
+        input_size: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.num_heads = num_heads
@@ -79,18 +84,18 @@ class Attention3D(nn.Module):
             self.rel_pos_h = nn.Parameter(torch.zeros(2 * input_size[1] - 1, self.head_dim))
             self.rel_pos_w = nn.Parameter(torch.zeros(2 * input_size[2] - 1, self.head_dim))
 
-    def _qkv(self, x: torch.Tensor) -> Tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    def _qkv(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """``(B, D, H, W, C)`` -> q, k, v each ``(B, heads, N, head_dim)``."""
         b = x.shape[0]
         qkv = self.qkv(x).reshape(b, -1, 3, self.num_heads, self.head_dim)
         q, k, v = qkv.permute(2, 0, 3, 1, 4).unbind(0)
         return q, k, v
 
-    def _tables(self, sizes: Sequence[int]) -> Tuple[torch.Tensor, ...]:
+    def _tables(self, sizes: Sequence[int]) -> tuple[torch.Tensor, ...]:
         params = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
         return tuple(rel_pos_table(n, p) for n, p in zip(sizes, params))
 
-    def _merge(self, out: torch.Tensor, grid: Tuple[int, int, int]) -> torch.Tensor:
+    def _merge(self, out: torch.Tensor, grid: tuple[int, int, int]) -> torch.Tensor:
         """``(B, heads, N, hd)`` -> projected ``(B, D, H, W, C)``."""
         b = out.shape[0]
         out = out.transpose(1, 2).reshape(b, *grid, self.num_heads * self.head_dim)
@@ -151,7 +156,7 @@ class Attention3D(nn.Module):
         return self._merge(out, grid)
 
 
-def _window_partition(x: torch.Tensor, ws: int) -> Tuple[torch.Tensor, Tuple[int, int, int]]:
+def _window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
     """Zero-pad ``(B, D, H, W, C)`` to multiples of ``ws`` and cut it into
     ``(B * nWin, ws, ws, ws, C)`` windows (window order: C order over D, H, W)."""
     b, d, h, w, c = x.shape
@@ -164,7 +169,7 @@ def _window_partition(x: torch.Tensor, ws: int) -> Tuple[torch.Tensor, Tuple[int
 
 
 def _window_unpartition(
-    win: torch.Tensor, ws: int, padded: Tuple[int, int, int], grid: Tuple[int, int, int]
+    win: torch.Tensor, ws: int, padded: tuple[int, int, int], grid: tuple[int, int, int]
 ) -> torch.Tensor:
     """Inverse of :func:`_window_partition`, dropping the padding."""
     dp, hp, wp = padded
@@ -189,11 +194,11 @@ class Block3D(nn.Module):
         num_heads: int,
         mlp_ratio: float = 4.0,
         qkv_bias: bool = True,
-        norm_layer: Type[nn.Module] = nn.LayerNorm,
-        act_layer: Type[nn.Module] = nn.GELU,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        act_layer: type[nn.Module] = nn.GELU,
         use_rel_pos: bool = False,
         window_size: int = 0,
-        input_size: Optional[Tuple[int, int, int]] = None,
+        input_size: tuple[int, int, int] | None = None,
     ) -> None:
         super().__init__()
         self.norm1 = norm_layer(dim)
@@ -256,7 +261,7 @@ class ImageEncoderViT3D(nn.Module):
         self.fast = fast
         grid = img_size // patch_size
         self.patch_embed = PatchEmbed3D(patch_size, in_chans, embed_dim)
-        self.pos_embed: Optional[nn.Parameter] = None
+        self.pos_embed: nn.Parameter | None = None
         if use_abs_pos:
             self.pos_embed = nn.Parameter(torch.zeros(1, grid, grid, grid, embed_dim))
         self.blocks = nn.ModuleList(
@@ -280,7 +285,7 @@ class ImageEncoderViT3D(nn.Module):
             LayerNorm3d(out_chans),
         )
 
-    def forward(self, x: torch.Tensor, fast: Optional[bool] = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
         """Encode ``x`` ``(B, in_chans, S, S, S)`` -> ``(B, out_chans, S/p, S/p, S/p)``.
 
         ``fast=None`` uses ``self.fast``; ``fast=False`` forces the padded

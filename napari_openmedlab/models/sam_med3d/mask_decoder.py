@@ -10,8 +10,6 @@ predictions ``(B, 1)`` (or ``(B, 3)``).
 
 from __future__ import annotations
 
-from typing import Tuple, Type
-
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -60,7 +58,7 @@ class MaskDecoder3D(nn.Module):
         self,
         transformer_dim: int = 384,
         num_multimask_outputs: int = 3,
-        activation: Type[nn.Module] = nn.GELU,
+        activation: type[nn.Module] = nn.GELU,
         iou_head_depth: int = 3,
         iou_head_hidden_dim: int = 256,
         transformer_depth: int = 2,
@@ -101,7 +99,7 @@ class MaskDecoder3D(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         multimask_output: bool = False,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Predict masks.
 
         Args:
@@ -127,7 +125,7 @@ class MaskDecoder3D(nn.Module):
         image_pe: torch.Tensor,
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks ``(B, 4, 4X, 4Y, 4Z)`` and IoUs ``(B, 4)``."""
         bsz = sparse_prompt_embeddings.shape[0]
         out_tokens = torch.cat([self.iou_token.weight, self.mask_tokens.weight], dim=0)

@@ -18,7 +18,6 @@ sigmoid > 0.5) to obtain the mask.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional, Tuple, Union
 
 import torch
 from torch import nn
@@ -41,7 +40,7 @@ class SamMed3DConfig:
     encoder_embed_dim: int = 768
     encoder_depth: int = 12
     encoder_num_heads: int = 12
-    encoder_global_attn_indexes: Tuple[int, ...] = (2, 5, 8, 11)
+    encoder_global_attn_indexes: tuple[int, ...] = (2, 5, 8, 11)
     window_size: int = 14
     mlp_ratio: float = 4.0
     prompt_embed_dim: int = 384
@@ -127,19 +126,19 @@ class Sam3D(nn.Module):
     def device(self) -> torch.device:
         return self.mask_decoder.iou_token.weight.device
 
-    def encode(self, image: torch.Tensor, fast: Optional[bool] = None) -> torch.Tensor:
+    def encode(self, image: torch.Tensor, fast: bool | None = None) -> torch.Tensor:
         """``(B, 1, 128, 128, 128)`` normalised crop -> ``(B, 384, 8, 8, 8)`` embedding."""
         return self.image_encoder(image, fast=fast)
 
     def decode(
         self,
         image_embedding: torch.Tensor,
-        coords: Optional[torch.Tensor],
-        labels: Optional[torch.Tensor],
-        mask_logits: Optional[torch.Tensor] = None,
+        coords: torch.Tensor | None,
+        labels: torch.Tensor | None,
+        mask_logits: torch.Tensor | None = None,
         multimask_output: bool = False,
         return_iou: bool = False,
-    ) -> Union[torch.Tensor, Tuple[torch.Tensor, torch.Tensor]]:
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """One official inference step: prompt encoder + mask decoder.
 
         Args:
@@ -185,10 +184,10 @@ class Sam3D(nn.Module):
 
 
 def build_sam_med3d(
-    config: Optional[SamMed3DConfig] = None,
+    config: SamMed3DConfig | None = None,
     *,
     fast_encoder: bool = True,
-    device: Union[str, torch.device, None] = None,
+    device: str | torch.device | None = None,
 ) -> Sam3D:
     """Build a randomly initialised :class:`Sam3D` (default: official ``vit_b_ori``) in eval mode."""
     model = Sam3D(config or SamMed3DConfig(), fast_encoder=fast_encoder)

@@ -31,7 +31,6 @@ Official quirks kept on purpose
 from __future__ import annotations
 
 import math
-from typing import Optional, Tuple, Type
 
 import torch
 from torch import nn
@@ -47,7 +46,7 @@ class PositionEmbeddingRandom3D(nn.Module):
     Output width is ``3 * F`` (``[sin, cos, sin]``).
     """
 
-    def __init__(self, num_pos_feats: int = 128, scale: Optional[float] = None) -> None:
+    def __init__(self, num_pos_feats: int = 128, scale: float | None = None) -> None:
         super().__init__()
         if scale is None or scale <= 0.0:
             scale = 1.0
@@ -62,7 +61,7 @@ class PositionEmbeddingRandom3D(nn.Module):
         sin = torch.sin(proj)
         return torch.cat([sin, torch.cos(proj), sin], dim=-1)
 
-    def forward(self, size: Tuple[int, int, int]) -> torch.Tensor:
+    def forward(self, size: tuple[int, int, int]) -> torch.Tensor:
         """Dense encoding of a ``(X, Y, Z)`` grid -> ``(3F, X, Y, Z)`` (axis quirk, see module)."""
         x, y, z = size
         gm = self.positional_encoding_gaussian_matrix
@@ -74,7 +73,7 @@ class PositionEmbeddingRandom3D(nn.Module):
         return pe.permute(3, 0, 1, 2)
 
     def forward_with_coords(
-        self, coords: torch.Tensor, image_size: Tuple[int, int, int]
+        self, coords: torch.Tensor, image_size: tuple[int, int, int]
     ) -> torch.Tensor:
         """``(B, N, 3)`` voxel coordinates -> ``(B, N, 3F)``; column ``i`` is divided by ``image_size[i]``."""
         scale = torch.tensor(image_size, dtype=torch.float32, device=coords.device)
@@ -94,10 +93,10 @@ class PromptEncoder3D(nn.Module):
     def __init__(
         self,
         embed_dim: int = 384,
-        image_embedding_size: Tuple[int, int, int] = (8, 8, 8),
-        input_image_size: Tuple[int, int, int] = (128, 128, 128),
+        image_embedding_size: tuple[int, int, int] = (8, 8, 8),
+        input_image_size: tuple[int, int, int] = (128, 128, 128),
         mask_in_chans: int = 16,
-        activation: Type[nn.Module] = nn.GELU,
+        activation: type[nn.Module] = nn.GELU,
     ) -> None:
         super().__init__()
         self.embed_dim = embed_dim
@@ -148,10 +147,10 @@ class PromptEncoder3D(nn.Module):
 
     def forward(
         self,
-        points: Optional[Tuple[torch.Tensor, torch.Tensor]],
-        boxes: Optional[torch.Tensor] = None,
-        masks: Optional[torch.Tensor] = None,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+        points: tuple[torch.Tensor, torch.Tensor] | None,
+        boxes: torch.Tensor | None = None,
+        masks: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Embed prompts.
 
         Args:

@@ -16,7 +16,6 @@ official SAM-Med3D state dict so that checkpoints load with ``strict=True``.
 from __future__ import annotations
 
 import math
-from typing import Tuple, Type
 
 import torch
 from torch import nn
@@ -55,7 +54,7 @@ class LayerNorm3d(nn.Module):
 class MLPBlock(nn.Module):
     """``lin2(act(lin1(x)))`` acting on the last axis: ``(..., dim) -> (..., dim)``."""
 
-    def __init__(self, embedding_dim: int, mlp_dim: int, act: Type[nn.Module] = nn.GELU) -> None:
+    def __init__(self, embedding_dim: int, mlp_dim: int, act: type[nn.Module] = nn.GELU) -> None:
         super().__init__()
         self.lin1 = nn.Linear(embedding_dim, mlp_dim)
         self.lin2 = nn.Linear(mlp_dim, embedding_dim)
@@ -116,7 +115,7 @@ class TwoWayAttentionBlock(nn.Module):
         embedding_dim: int,
         num_heads: int,
         mlp_dim: int = 2048,
-        activation: Type[nn.Module] = nn.ReLU,
+        activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
         skip_first_layer_pe: bool = False,
     ) -> None:
@@ -141,7 +140,7 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """``queries``/``query_pe``: ``(B, Nt, E)``; ``keys``/``key_pe``: ``(B, Ni, E)``."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
@@ -175,7 +174,7 @@ class TwoWayTransformer(nn.Module):
         embedding_dim: int,
         num_heads: int,
         mlp_dim: int,
-        activation: Type[nn.Module] = nn.ReLU,
+        activation: type[nn.Module] = nn.ReLU,
         attention_downsample_rate: int = 2,
     ) -> None:
         super().__init__()
@@ -202,7 +201,7 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
-    ) -> Tuple[torch.Tensor, torch.Tensor]:
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Run the transformer.
 
         Args:

@@ -1,0 +1,128 @@
+"""The widget's layout and its wiring to the widget's methods (no logic here)."""
+
+from __future__ import annotations
+
+from qtpy.QtCore import Qt
+from qtpy.QtGui import QKeySequence
+from qtpy.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QFormLayout,
+    QFrame,
+    QGroupBox,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QScrollArea,
+    QShortcut,
+    QVBoxLayout,
+    QWidget,
+)
+
+from .classes_panel import ClassesPanel
+from .model_panel import ModelPanel
+
+NEW_TARGET = "<new labels layer>"
+
+
+class LayerCombo(QComboBox):
+    """A combo box that refreshes its layer list whenever it opens."""
+
+    def __init__(self, refresh) -> None:
+        super().__init__()
+        self._refresh = refresh
+
+    def showPopup(self) -> None:
+        self._refresh()
+        super().showPopup()
+
+
+def build_ui(w) -> None:
+    """Create ``w``'s child widgets (as attributes of ``w``) and connect them."""
+    w.image_combo = LayerCombo(w._refresh_combos)
+    w.target_combo = LayerCombo(w._refresh_combos)
+    layers_box = QGroupBox("Layers")
+    form = QFormLayout(layers_box)
+    form.addRow("Image", w.image_combo)
+    form.addRow("Target labels", w.target_combo)
+
+    w.models = ModelPanel()
+    prompts_box = QGroupBox("Prompts")
+    w.click_check = QCheckBox("Click to segment")
+    w.click_check.setChecked(True)
+    w.negative_button = QPushButton("Negative clicks (N)")
+    w.negative_button.setCheckable(True)
+    w.box_button = QPushButton("Box tool")
+    w.clear_button = QPushButton("Clear object (Esc)")
+    hint = QLabel(
+        "Left click: positive. Shift+click or right click: negative. Works on slices in "
+        "any orientation and in the 3D view."
+    )
+    hint.setWordWrap(True)
+    row = QHBoxLayout()
+    for child in (w.click_check, w.negative_button, w.box_button, w.clear_button):
+        row.addWidget(child)
+    v = QVBoxLayout(prompts_box)
+    v.addLayout(row)
+    v.addWidget(hint)
+
+    w.classes = ClassesPanel()
+    w.commit_button = QPushButton("Commit (Ctrl+Enter)")
+    w.undo_button = QPushButton("Undo")
+    w.redo_button = QPushButton("Redo")
+    w.save_button = QPushButton("Save…")
+    actions = QHBoxLayout()
+    for child in (w.commit_button, w.undo_button, w.redo_button, w.save_button):
+        actions.addWidget(child)
+
+    w.banner = QFrame()
+    w.banner.setFrameShape(QFrame.StyledPanel)
+    w.banner_label = QLabel()
+    w.banner_label.setWordWrap(True)
+    w.restore_button = QPushButton("Restore")
+    w.discard_button = QPushButton("Discard")
+    b = QHBoxLayout(w.banner)
+    b.addWidget(w.banner_label, 1)
+    b.addWidget(w.restore_button)
+    b.addWidget(w.discard_button)
+    w.banner.hide()
+    w.status_label = QLabel("Choose an image layer.")
+    w.status_label.setWordWrap(True)
+
+    inner = QWidget()
+    lay = QVBoxLayout(inner)
+    for child in (layers_box, w.models, prompts_box, w.classes):
+        lay.addWidget(child)
+    lay.addLayout(actions)
+    lay.addWidget(w.banner)
+    lay.addWidget(w.status_label)
+    lay.addStretch(1)
+    scroll = QScrollArea()
+    scroll.setWidgetResizable(True)
+    scroll.setWidget(inner)
+    outer = QVBoxLayout(w)
+    outer.setContentsMargins(0, 0, 0, 0)
+    outer.addWidget(scroll)
+    w.setMinimumWidth(360)
+
+    w.image_combo.activated.connect(lambda _: w.set_image_layer(w.image_combo.currentText()))
+    w.target_combo.activated.connect(lambda _: w._on_target_chosen())
+    w.models.model_requested.connect(w._load_model)
+    w.models.weights_missing.connect(w._on_weights_missing)
+    w.models.window_changed.connect(w._set_window)
+    w.click_check.toggled.connect(lambda on: setattr(w, "click_enabled", on))
+    w.negative_button.toggled.connect(w.set_negative)
+    w.box_button.clicked.connect(w.activate_box_tool)
+    w.clear_button.clicked.connect(w.clear_object)
+    w.classes.classes_changed.connect(lambda classes: w.session.set_classes(classes))
+    w.classes.class_selected.connect(w.select_class)
+    w.classes.overlap_changed.connect(lambda rule: setattr(w.session, "overlap", rule))
+    w.classes.refine_requested.connect(w.refine)
+    w.commit_button.clicked.connect(w.commit)
+    w.undo_button.clicked.connect(w.undo)
+    w.redo_button.clicked.connect(w.redo)
+    w.save_button.clicked.connect(w._save_dialog)
+    w.restore_button.clicked.connect(w.restore_autosave)
+    w.discard_button.clicked.connect(w.discard_autosave)
+    for keys, slot in (("Ctrl+Return", w.commit), ("Ctrl+Z", w.undo), ("Ctrl+Shift+Z", w.redo)):
+        QShortcut(QKeySequence(keys), w, slot, context=Qt.WidgetWithChildrenShortcut)
