@@ -90,7 +90,7 @@ class SegmentationWidget(FilesMixin, QWidget):
         if event.value is session.image_layer:
             self.runner.cancel()
             session.autosaver.wait(30)
-            QTimer.singleShot(0, session.remove_helpers)  # not while napari is removing a layer
+            QTimer.singleShot(0, lambda: session.remove_helpers())  # not while napari removes a layer
             self.session = Session(self.viewer)  # the old image is gone; start clean
             self.session.set_classes(self.classes.classes())
             self.session.overlap = self.classes.overlap
@@ -285,7 +285,11 @@ class SegmentationWidget(FilesMixin, QWidget):
             self._submit(self.session.request(reset=True))
 
     def _on_predicted(self, outcome) -> None:
-        if not self.session.set_prediction(outcome.generation, outcome.value):
+        try:
+            if not self.session.set_prediction(outcome.generation, outcome.value):
+                return
+        except ValueError as err:  # an engine answered on another grid
+            self.show_status(f"Prediction failed: {err}")
             return
         self.last_seconds = outcome.seconds
         pred = outcome.value
@@ -332,9 +336,16 @@ class SegmentationWidget(FilesMixin, QWidget):
     def commit(self) -> dict | None:
         """Write the current object with the selected class id (after a running prediction ends)."""
         running = self.runner.busy and self.runner.running_generation == self.session.generation
-        if running or self.runner._pending_predict is not None:
+        will_run = self.runner.waiting and (self.runner.engine is not None or self.runner.loading)
+        if running or will_run:
             self._commit_when_ready = True
             self.show_status("Committing when the running prediction ends…")
+            return None
+        if self.session.state.has_prompts and not self.session.state.fresh:
+            self.show_status(
+                "The preview does not show the last prompt (its prediction failed or was "
+                "cancelled): undo that prompt, or click again."
+            )
             return None
         try:
             record = self.session.commit()
@@ -361,7 +372,8 @@ class SegmentationWidget(FilesMixin, QWidget):
         if step is None:
             self.show_status(f"Nothing to {verb[:-1].lower()}.")
             return
-        if self.session.state.has_prompts and self.session.state.preview is None:
+        state = self.session.state
+        if state.has_prompts and (state.preview is None or not state.fresh):  # never answered
             self._submit(self.session.request())
         self.show_status(f"{verb} {step.description}.")
 

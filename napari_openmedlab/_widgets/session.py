@@ -141,7 +141,7 @@ class Session(PersistenceMixin):
             self.set_preview_color()
             self._draw_preview()
         if self.points_layer is None or self.points_layer not in layers:
-            size = 2.5 * float(np.mean(self.volume.geometry.spacing))
+            size = max(3.0, 8.0 / float(np.mean(self.volume.geometry.spacing)))  # voxels, about 8 mm
             self.points_layer = self.viewer.add_points(
                 np.zeros((0, 3)),
                 name=POINTS_NAME,
@@ -222,6 +222,7 @@ class Session(PersistenceMixin):
         if tuple(prediction.shape) != self.volume.shape:
             raise ValueError(f"prediction grid {prediction.shape} differs from the image {self.volume.shape}")
         self.state.preview = prediction
+        self.state.fresh = True
         self.history.touch()
         self._draw_preview()
         return True

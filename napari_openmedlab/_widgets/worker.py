@@ -9,7 +9,9 @@ delivers on the UI thread. Exceptions never escape a job: they come back in :cla
 
 from __future__ import annotations
 
+import logging
 import os
+import sys
 import threading
 import time
 from collections.abc import Callable
@@ -22,6 +24,29 @@ from ..models.registry import get_spec
 from ..models.weights import download_weights, find_weights, sha256_of
 
 _SHA_CACHE: dict[tuple, str] = {}
+logger = logging.getLogger(__name__)
+
+
+def guard_triton() -> bool:
+    """Keep Triton from loading into a process whose OpenGL driver already loaded LLVM.
+
+    Mesa's software and AMD drivers (llvmpipe, radeonsi; Xvfb uses llvmpipe) map libLLVM; Triton's
+    own LLVM then crashes the process (segfault) the moment ``torchvision`` or ``torch._dynamo``
+    imports it. Our engines never need Triton (it serves ``torch.compile``), so when libLLVM is
+    already mapped and Triton is not yet imported, ``import triton`` is made to fail cleanly
+    (torch then runs without it). Returns True when the guard was applied.
+    """
+    if not sys.platform.startswith("linux") or "triton" in sys.modules:
+        return False
+    try:
+        with open("/proc/self/maps", encoding="utf-8", errors="replace") as maps:
+            llvm = any("libLLVM" in line for line in maps)
+    except OSError:
+        return False
+    if llvm:
+        sys.modules["triton"] = None  # type: ignore[assignment]
+        logger.info("libLLVM is loaded by the OpenGL driver: Triton disabled for this process")
+    return llvm
 
 
 def checkpoint_sha256(path) -> str | None:
@@ -155,6 +180,11 @@ class EngineRunner(QObject):
         return self._busy is not None
 
     @property
+    def waiting(self) -> bool:
+        """A prediction request waits (for the running job, or for a model to load)."""
+        return self._pending_predict is not None
+
+    @property
     def loading(self) -> bool:
         return self._busy == "load" or self._pending_load is not None
 
@@ -204,7 +234,10 @@ class EngineRunner(QObject):
             old = self.engine if factory is None else None
             if factory is not None:
                 self.engine = None
-            info = {"name": name, "checkpoint": checkpoint, "device": device}
+            info = dict(self.engine_info) if old is not None else {}
+            info.update(
+                name=name, checkpoint=checkpoint if old is None else info.get("checkpoint"), device=device
+            )
             self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume))
         elif self._pending_predict is not None and self.engine is not None:
             generation, prompts, reset = self._pending_predict
@@ -217,6 +250,7 @@ class EngineRunner(QObject):
             )
 
     def _load_job(self, factory, engine, info: dict, volume):
+        guard_triton()
         if engine is None:
             self._progress_cb(0.0, f"loading {info['name']}")
             engine = factory(info["name"], info["checkpoint"], info["device"])
@@ -224,6 +258,7 @@ class EngineRunner(QObject):
             path = find_weights(spec, info["checkpoint"]) if spec.needs_weights else None
             info["checkpoint"] = str(path) if path is not None else None
             info["checkpoint_sha256"] = checkpoint_sha256(path)
+            info["device_used"] = str(getattr(engine, "device", info["device"]))
         self._progress_cb(0.5, "preparing the volume")
         engine.set_volume(volume, self._progress_cb)
         return engine
@@ -245,7 +280,7 @@ class EngineRunner(QObject):
             return
         if outcome.kind == "load" and outcome.error is None:
             self.engine = outcome.value
-            self.engine_info = {**self.engine_info, **outcome.info}
+            self.engine_info = dict(outcome.info)
         if outcome.error is not None:
             self.failed.emit(outcome)
         elif outcome.kind == "load":

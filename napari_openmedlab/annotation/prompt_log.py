@@ -73,7 +73,8 @@ def commit_record(
 ) -> dict:
     """The log record of one commit.
 
-    ``model`` holds ``name``, ``checkpoint`` (path or None), ``checkpoint_sha256`` and ``device``.
+    ``model`` holds ``name``, ``checkpoint`` (path or None), ``checkpoint_sha256``, ``device`` (as
+    chosen) and optionally ``device_used`` (as resolved, e.g. ``cuda:0`` for ``auto``).
     """
     return {
         "time": now_iso(),
@@ -81,7 +82,7 @@ def commit_record(
         "model": model.get("name"),
         "checkpoint": model.get("checkpoint"),
         "checkpoint_sha256": model.get("checkpoint_sha256"),
-        "device": model.get("device"),
+        "device": model.get("device_used") or model.get("device"),
         "class_id": int(class_id),
         "class_name": class_name,
         "overlap": overlap,

@@ -104,8 +104,9 @@ class ObjectState:
         points: ``(N, 3)`` voxel ``(z, y, x)``; ``labels``: ``(N,)`` 1 positive, 0 negative.
         boxes: box prompts (2D models).
         mask: the mask prompt when an existing label is refined, as a bbox + patch.
-        preview: the engine's latest answer for these prompts (filled in when it arrives).
+        preview: the latest preview; until the engine answers these prompts, the previous one.
         refine_id: the label id being refined, whose voxels a commit replaces.
+        fresh: whether ``preview`` is the engine's answer to exactly these prompts.
     """
 
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
@@ -114,6 +115,7 @@ class ObjectState:
     mask: Prediction | None = None
     preview: Prediction | None = None
     refine_id: int | None = None
+    fresh: bool = True
 
     @property
     def empty(self) -> bool:
@@ -141,11 +143,12 @@ class ObjectState:
             self.mask,
             self.preview,
             self.refine_id,
+            fresh=False,
         )
 
     def with_box(self, box: Box) -> ObjectState:
         return ObjectState(
-            self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id
+            self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id, fresh=False
         )
 
     def prompts(self) -> Prompts:

@@ -19,9 +19,9 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         FileNotFoundError,
     ]
     try:
-        from ..models.errors import CheckpointMismatchError
+        from ..models.errors import CheckpointError, CheckpointMismatchError
 
-        errors.append(CheckpointMismatchError)
+        errors += [CheckpointError, CheckpointMismatchError]
     except ImportError:
         pass
     return tuple(errors)

@@ -6,6 +6,8 @@ how this module reproduces it without resampling the whole volume:
 1. ``tio.Resample(1.5)``: same direction, size ``floor(n * s / 1.5)`` per axis (1 stays 1), the
    new grid centred on the old one (the midpoint between the first and the last voxel centre is
    kept), linear interpolation, the result stored in the input's voxel type (int16 CT stays int16).
+   This is TorchIO's symmetric resampling (TorchIO PR #1310, mid 2025; tested with 1.2.1); older
+   TorchIO releases aligned the new grid at the first voxel instead, a sub-voxel shift.
 2. ``tio.ToCanonical()``: the voxel axes are permuted and flipped to the nearest RAS+ order
    (nibabel's ``io_orientation``: axis 0 towards the patient's Right, 1 Anterior, 2 Superior).
    Only axes are reordered; an oblique volume stays oblique.

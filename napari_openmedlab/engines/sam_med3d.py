@@ -3,7 +3,10 @@
 Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-Med3D):
 
 * Preprocessing: the 1.5 mm RAS+ canonical grid and 128^3 crops of :mod:`.crop3d` (resampled
-  crop by crop, never the whole volume), z-score over the crop's voxels > 0.
+  crop by crop, never the whole volume), z-score over the crop's voxels > 0. Orientation is
+  TorchIO's ``ToCanonical``: the voxel axes are permuted/flipped to the nearest RAS+ order, so
+  any direction matrix is handled and an oblique volume keeps its obliquity, exactly as in the
+  official pipeline (no rotation onto scanner axes, hence no extra interpolation).
 * Crop centring: on the grid voxel holding the FIRST click (it lands at crop index 64), or, when
   ``prompts.mask`` (an existing mask to refine) is given, on that mask's bounding box, with
   TorchIO ``CropOrPad``'s rule ``start = floor((lo + hi) / 2) - 64``. The crop stays fixed for the
@@ -16,10 +19,11 @@ Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-
   logits ``MASK_LOGIT * (2 * fraction - 1)`` (an own choice: the official code has no mask input).
   Output: logits trilinearly upsampled to 128^3, > 0 (sigmoid > 0.5), put back on the volume grid
   by nearest neighbour.
-* History: the engine remembers the result after each ``predict``; a call whose clicks extend a
-  remembered click list continues from that state (one decoder pass), and a call that repeats a
-  remembered list (e.g. after undo) returns the remembered mask. So the mask depends only on the
-  click sequence.
+* History: the engine remembers the logits after each ``predict`` (last 64 calls of the object,
+  cleared by ``reset``/``set_volume``); a call whose clicks extend a remembered click list
+  continues from that state (one decoder pass per crop), and a call that repeats a remembered
+  list (e.g. after undo) rebuilds the remembered mask from its logits without running the
+  network. So the mask depends only on the click sequence.
 
 Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops); a click in an
 already encoded crop runs only the prompt encoder and the decoder.
@@ -35,9 +39,12 @@ Multi-crop extension (objects larger than one crop, 192 mm):
   one automatic positive point: in the overlap slab, on the plane ``OVERLAP // 2`` voxels inside
   the shared face (the nearest plane of the slab holding mask voxels when that plane holds none),
   at the mask voxel of that plane farthest from the section's outline (2D distance transform).
-* A positive click outside every crop run so far adds the lattice crop that holds it.
-* At most ``max_extra_crops`` (8) crops are added to the first one, breadth first; the
-  masks of all crops are merged by union (equivalently, per-voxel max of the logits > 0).
+* A positive click outside the first crop adds the lattice crop that holds it (the click lies
+  at least 16 voxels inside it).
+* At most ``max_extra_crops`` (8) crops are added to the first one (click crops first, then
+  extensions, breadth first); the masks of all crops are merged by union (equivalently,
+  per-voxel max of the logits > 0). Each crop keeps its own low-res logits as its next mask
+  prompt; a crop run for the first time starts from the all-zero mask prompt.
 """
 
 from __future__ import annotations
@@ -124,10 +131,11 @@ class SamMed3DEngine(Engine):
         points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
         labels = prompts.labels
 
-        base, exact = self._recall(prompts)
+        mask_key = _mask_key(prompts.mask)
+        base, exact = self._recall(prompts, mask_key)
         if exact is not None:  # e.g. after an undo: the remembered logits, no network call
             results = {start: (lg, self._upsample(lg)) for start, lg in exact["logits"].items()}
-            return self._finish(results, exact["first"], prompts, timings, t_start, progress, False)
+            return self._finish(results, exact["first"], None, timings, t_start, progress)
         if base is not None:
             first = base["first"]
         elif prompts.mask is not None:
@@ -175,9 +183,9 @@ class SamMed3DEngine(Engine):
                 neighbour[axis] += direction * stride
                 queue.append((tuple(neighbour), (start, axis, direction)))
 
-        return self._finish(results, first, prompts, timings, t_start, progress, True)
+        return self._finish(results, first, (prompts, mask_key), timings, t_start, progress)
 
-    def _finish(self, results, first, prompts, timings, t_start, progress, remember) -> Prediction:
+    def _finish(self, results, first, remember, timings, t_start, progress) -> Prediction:
         t0 = time.perf_counter()
         pieces = [self.grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
         prediction = _merge([p for p in pieces if p is not None], self.volume.shape)
@@ -191,8 +199,8 @@ class SamMed3DEngine(Engine):
         }
         timings["total"] = time.perf_counter() - t_start
         prediction.timings = timings
-        if remember:
-            self._remember(prompts, first, logits_by_crop)
+        if remember is not None:
+            self._remember(*remember, first, logits_by_crop)
         _report(progress, 1.0, "done")
         return prediction
 
@@ -205,7 +213,7 @@ class SamMed3DEngine(Engine):
             return self._cache[start]
         t0 = time.perf_counter()
         crop = self.grid.extract(self.volume.array, self.volume.geometry, start)
-        tensor = zscore_positive(torch.from_numpy(crop))[None, None].to(self.device)
+        tensor = zscore_positive(torch.from_numpy(crop).to(self.device))[None, None]
         timings["preprocess"] += time.perf_counter() - t0
         _check(cancel)
         t0 = time.perf_counter()
@@ -273,13 +281,13 @@ class SamMed3DEngine(Engine):
         return contextlib.nullcontext()
 
     # --- history ------------------------------------------------------------------------------
-    def _recall(self, prompts: Prompts) -> tuple[dict | None, dict | None]:
+    def _recall(self, prompts: Prompts, mask_key) -> tuple[dict | None, dict | None]:
         """The longest remembered state whose clicks prefix ``prompts`` (and an exact match)."""
         best = None
         n = len(prompts.points)
         for entry in reversed(self._history):
             k = len(entry["points"])
-            if k > n or not _same_mask(entry["mask"], prompts.mask):
+            if k > n or entry["mask"] != mask_key:
                 continue
             if not (np.array_equal(entry["points"], prompts.points[:k])
                     and np.array_equal(entry["labels"], prompts.labels[:k])):
@@ -290,9 +298,9 @@ class SamMed3DEngine(Engine):
                 best = entry
         return best, None
 
-    def _remember(self, prompts: Prompts, first, logits) -> None:
+    def _remember(self, prompts: Prompts, mask_key, first, logits) -> None:
         self._history.append({
-            "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": prompts.mask,
+            "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": mask_key,
             "first": first, "logits": logits,
         })
         del self._history[:-_HISTORY]
@@ -353,10 +361,14 @@ def _mask_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
     return lo, hi
 
 
-def _same_mask(a, b) -> bool:
-    if a is None or b is None:
-        return a is b
-    return a is b or (a.shape == b.shape and np.array_equal(a, b))
+def _mask_key(mask) -> tuple | None:
+    """A fingerprint of the mask to refine (the history keeps no reference to the array)."""
+    if mask is None:
+        return None
+    import hashlib
+
+    bits = np.packbits(np.asarray(mask, bool))
+    return (tuple(np.shape(mask)), hashlib.blake2b(bits.tobytes(), digest_size=16).digest())
 
 
 def _merge(pieces: list, shape) -> Prediction:

@@ -73,7 +73,7 @@ MODELS: dict[str, ModelSpec] = {
             size_bytes=375_000_000,
             source="https://github.com/bowang-lab/MedSAM (README: 'medsam_vit_b' checkpoint link)",
             input_size=1024,
-            normalisation="window, min-max to 0..255, long side to 1024, pad, then /255",
+            normalisation="window, min-max to 0..255, resize straight to 1024x1024 (bicubic), min-max to 0..1",
         ),
         ModelSpec(
             name="sam-vit-b",

@@ -217,6 +217,35 @@ def test_amp_is_off_by_default_and_never_on_cpu():
     assert not SamMed3DEngine(FakeSam3D(), "cpu", amp=True).amp
 
 
+def test_the_same_mask_to_refine_is_recognised_by_content():
+    volume = _blob_volume()
+    engine = _engine()
+    engine.set_volume(volume)
+    existing = volume.array > 50
+    engine.predict(Prompts([[20, 50, 45]], [1], mask=existing))
+    calls = engine.model.mask_decoder.calls
+    engine.predict(Prompts([[20, 50, 45]], [1], mask=existing.copy()))
+    assert engine.model.mask_decoder.calls == calls
+
+
+def test_a_large_volume_is_never_copied_or_resampled_whole():
+    """512x512x300 int16 (157 MB): a click allocates only crop-sized numpy arrays."""
+    import tracemalloc
+
+    array = np.full((300, 512, 512), 10, np.int16)
+    array[100:200, 200:300, 200:300] = 100
+    engine = _engine(max_extra_crops=0)
+    engine.set_volume(Volume(array, Geometry((0.8, 0.8, 1.5))))
+    tracemalloc.start()
+    try:
+        prediction = engine.predict(Prompts([[150, 250, 250]], [1]))
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert peak < 60e6
+    assert prediction.shape == array.shape and prediction.patch.any()
+
+
 # --- objects larger than one crop -------------------------------------------------------------
 def _rod_volume():
     """A 39 cm rod along z (2.5 crops) in positive noise, 1.5 mm isotropic."""

@@ -7,13 +7,13 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from napari_openmedlab.engines.base import Cancelled, Engine, Prediction
+from napari_openmedlab.engines.base import Cancelled, Engine, Prediction, PromptError
 
 
 class StandInEngine(Engine):
     """Grows the connected region of similar intensity around each positive click (within a ball);
     a negative click removes the region it falls in. ``delay`` seconds of (cancellable) sleep per
-    prediction imitate a slow model."""
+    prediction imitate a slow model; a click on slice z = 0 fails, like a model refusing a prompt."""
 
     name = "stand-in"
 
@@ -40,6 +40,8 @@ class StandInEngine(Engine):
             if cancel is not None and cancel():
                 raise Cancelled("superseded")
             time.sleep(0.01)
+        if len(prompts.points) and (prompts.points[:, 0] == 0).any():
+            raise PromptError("the stand-in refuses clicks on slice 0")
         a = self._array
         mask = np.zeros(a.shape, bool) if prompts.mask is None else prompts.mask.copy()
         for p, label in zip(np.round(prompts.points).astype(int), prompts.labels):

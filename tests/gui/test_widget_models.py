@@ -72,6 +72,9 @@ def test_a_checkpoint_file_loads(make_widget, tmp_path):
 
 
 def test_window_presets_match_the_2d_engine():
+    from napari_openmedlab._widgets.worker import guard_triton
+
+    guard_triton()  # earlier tests created OpenGL contexts (see guard_triton)
     preprocess = pytest.importorskip("napari_openmedlab.models.sam_med2d.preprocess")
     from napari_openmedlab._widgets.model_panel import WINDOW_PRESETS
 

@@ -156,7 +156,9 @@ def test_deleting_the_target_or_the_image(make_widget, qtbot):
     viewer, w = make_widget()
     old_target = w.session.labels_layer
     viewer.layers.remove(old_target)
-    qtbot.waitUntil(lambda: w.session.labels_layer is not old_target and w.session.labels_layer in viewer.layers)
+    qtbot.waitUntil(
+        lambda: w.session.labels_layer is not old_target and w.session.labels_layer in viewer.layers
+    )
     assert _segment_once(w) > 0
     viewer.layers.remove(w.session.image_layer)
     qtbot.waitUntil(lambda: "current object" not in viewer.layers and "prompts" not in viewer.layers)
@@ -169,3 +171,15 @@ def _segment_once(w):
     w.wait_for_prediction(10)
     record = w.commit()
     return record["voxels_changed"]
+
+
+def test_a_failed_prediction_is_reported_and_not_committed(make_widget):
+    viewer, w = make_widget()
+    w.add_point_voxel((12, 16, 16))
+    w.wait_for_prediction(10)
+    w.add_point_voxel((0, 16, 16))  # the engine refuses this one
+    w.wait_for_prediction(10)
+    assert "Prediction failed" in w.status_text and "slice 0" in w.status_text
+    assert w.commit() is None and "does not show the last prompt" in w.status_text
+    w.undo()
+    assert w.commit()["voxels_changed"] > 0

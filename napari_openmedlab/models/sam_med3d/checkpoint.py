@@ -4,7 +4,8 @@ Accepted formats
 ----------------
 * the official training format ``{"model_state_dict": state_dict, ...}`` (the
   other entries - epoch, optimizer, ``args`` ... - are ignored);
-* a bare state dict (``{"image_encoder.pos_embed": tensor, ...}``);
+* a bare state dict (``{"image_encoder.pos_embed": tensor, ...}``), or one
+  under a ``"state_dict"`` key;
 * either of them with a ``module.`` prefix on every key (DataParallel / DDP).
 
 Files are read with ``torch.load(weights_only=True)``: no arbitrary code runs.
@@ -126,7 +127,7 @@ def extract_state_dict(obj: Any, source: str = "checkpoint") -> dict[str, torch.
     bad = [k for k, v in obj.items() if not isinstance(k, str) or not isinstance(v, torch.Tensor)]
     if bad:
         raise CheckpointReadError(
-            f"{source} is not a state dict: {len(bad)} entr(y/ies) are not tensors, "
+            f"{source} is not a state dict: {len(bad)} value(s) are not tensors, "
             f"e.g. {', '.join(str(k) for k in bad[:_SHOWN])}"
         )
     keys = list(obj.keys())
