@@ -13,6 +13,8 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import QTimer
 
+from ..annotation.picking import RENDERING_PICK, pick_along_ray
+
 HOTKEYS = {
     "Control-Enter": "commit",
     "Control-Z": "undo",
@@ -24,6 +26,25 @@ HOTKEYS = {
 Ctrl+Z / Ctrl+Shift+Z undo brush strokes instead, since layer bindings come first.)"""
 
 DRAG_PIXELS = 4
+
+
+def pick_3d(session, position, view_direction, dims_displayed):
+    """``(voxel, None)`` for a click in the 3D view, or ``(None, why not)``."""
+    layer = session.image_layer
+    start, end = layer.get_ray_intersections(position, view_direction, dims_displayed, world=True)
+    if start is None:
+        return None, "The click missed the volume."
+    mode = RENDERING_PICK.get(str(layer.rendering), "max")
+    voxel = pick_along_ray(session.volume.array, start, end, mode, getattr(layer, "iso_threshold", None))
+    return (voxel, None) if voxel is not None else (None, "Nothing rendered under the click.")
+
+
+def slice_axis(dims) -> int | None:
+    """The image axis normal to the slice a 2D view shows (None in 3D); the image is the last 3 dims."""
+    if dims.ndisplay != 2:
+        return None
+    hidden = [d - (dims.ndim - 3) for d in dims.not_displayed if d >= dims.ndim - 3]
+    return int(hidden[-1]) if hidden else None
 
 
 class ViewerInteraction:

@@ -16,14 +16,13 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
-from ..annotation.picking import RENDERING_PICK, pick_along_ray
 from ..engines import create_engine
 from ..engines.base import Box, Cancelled, PromptError
 from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError
 from . import layer_tools as lt
 from .files import FilesMixin
-from .interaction import ViewerInteraction
+from .interaction import ViewerInteraction, pick_3d, slice_axis
 from .layout import NEW_TARGET, build_ui
 from .session import Session
 from .worker import EngineRunner
@@ -187,17 +186,9 @@ class SegmentationWidget(FilesMixin, QWidget):
     def click(self, position, positive: bool = True, view_direction=None, dims_displayed=None) -> bool:
         """A canvas click at world ``position``; in the 3D view the voxel is picked along the ray."""
         if self.viewer.dims.ndisplay == 3 and view_direction is not None:
-            layer = self.session.image_layer
-            start, end = layer.get_ray_intersections(position, view_direction, dims_displayed, world=True)
-            if start is None:
-                self.show_status("The click missed the volume.")
-                return False
-            mode = RENDERING_PICK.get(str(layer.rendering), "max")
-            voxel = pick_along_ray(
-                self.session.volume.array, start, end, mode, getattr(layer, "iso_threshold", None)
-            )
+            voxel, problem = pick_3d(self.session, position, view_direction, dims_displayed)
             if voxel is None:
-                self.show_status("Nothing rendered under the click.")
+                self.show_status(problem)
                 return False
             return self.add_point_voxel(voxel, positive)
         return self.add_point(position, positive)
@@ -246,11 +237,7 @@ class SegmentationWidget(FilesMixin, QWidget):
 
     def slice_axis(self) -> int | None:
         """The image axis normal to the slice shown in the 2D view (None in the 3D view)."""
-        dims = self.viewer.dims
-        if dims.ndisplay != 2:
-            return None
-        hidden = [d - (dims.ndim - 3) for d in dims.not_displayed if d >= dims.ndim - 3]
-        return int(hidden[-1]) if hidden else None
+        return slice_axis(self.viewer.dims)
 
     def set_negative(self, on: bool) -> None:
         self.negative_mode = bool(on)

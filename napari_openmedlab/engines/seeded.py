@@ -11,8 +11,9 @@ between calls: the same prompts always give the same mask):
    by integer factors (finest axes first), so a 512 x 512 x 300 CT costs about as much as a small
    one; the mask is brought back to the full grid by linear interpolation at the end.
 2. **Intensity window per positive click.** The image is smoothed (Gaussian, ``sigma_mm``);
-   the median ``m`` and the robust spread ``s`` (1.4826 x MAD, at least ``s_floor``) of the
-   voxels within ``stats_radius_mm`` of the click give the window ``m +- k s``. A negative click
+   the median ``m`` of the smoothed voxels within ``stats_radius_mm`` of the click and the robust
+   spread ``s`` of the unsmoothed ones there (1.4826 x MAD, at least ``s_floor``) give the
+   window ``m +- k s`` on the smoothed image. A negative click
    whose intensity is clearly outside that (``> neg_separation`` x ``s`` from ``m``) narrows the
    window on its side to half-way between the two. ``s_floor`` defaults to 0.8 % of the volume's
    1..99 percentile range: 10 HU on CT, a comparable fraction on MRI.
@@ -58,8 +59,8 @@ class SeededParams:
     k: float = 2.5
     s_floor: float | None = None  # None: 0.8 % of the volume's robust intensity range
     neg_separation: float = 1.5
-    open_fraction: float = 0.3
-    first_reach: float = 4.0
+    open_fraction: float = 0.5
+    first_reach: float = 6.0
     next_reach: float = 3.0
     min_reach_mm: float = 10.0
     seed_radius_mm: float = 4.0
@@ -88,9 +89,16 @@ def _components_at(mask: np.ndarray, points) -> np.ndarray:
     return np.isin(labels, sorted(ids))
 
 
-def _robust_stats(values: np.ndarray, floor: float) -> tuple[float, float]:
-    m = float(np.median(values))
-    return m, max(1.4826 * float(np.median(np.abs(values - m))), floor)
+def _robust_stats(smooth: np.ndarray, raw: np.ndarray, floor: float) -> tuple[float, float]:
+    """Centre: median of the smoothed values; spread: 1.4826 x MAD of the unsmoothed ones.
+
+    The spread is the image noise, not the (smaller) noise left after smoothing, so the window
+    keeps the boundary voxels that the smoothing blurred.
+    """
+    m = float(np.median(smooth))
+    raw = np.asarray(raw, dtype=np.float32)
+    spread = 1.4826 * float(np.median(np.abs(raw - np.median(raw))))
+    return m, max(spread, floor)
 
 
 def _open(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
@@ -176,16 +184,16 @@ class SeededRegionEngine(Engine):
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
         factors = self._factors(hi - lo)
         spacing = self._spacing * factors
-        raw = np.asarray(self.volume.array[box], dtype=np.float32)
-        work = _block_mean(raw, factors)
-        work = ndimage.gaussian_filter(work, np.maximum(p.sigma_mm / spacing, 0.5))
+        raw = self.volume.array[box]
+        unsmoothed = _block_mean(raw, factors)
+        work = ndimage.gaussian_filter(unsmoothed, np.maximum(p.sigma_mm / spacing, 0.5))
         wshape = np.asarray(work.shape)
         to_work = lambda q: np.minimum((np.asarray(q) - lo) // factors, wshape - 1)  # noqa: E731
         wpos = [to_work(q) for q in pos]
         wneg = [to_work(q) for q in neg if np.all(q >= lo) and np.all(q < hi)]
         region = np.zeros(work.shape, bool)
         if mask is not None:
-            region = _block_mean(mask[box].astype(np.float32), factors) >= 0.5
+            region = _block_mean(mask[box], factors) >= 0.5
 
         # 2.-3. grow from each positive click
         stats_offsets = _ball_offsets(p.stats_radius_mm, spacing)
@@ -197,7 +205,8 @@ class SeededRegionEngine(Engine):
             if region[tuple(q)]:
                 continue
             first = not region.any()
-            m, s = _robust_stats(work[_around(wshape, q, stats_offsets)], self._s_floor)
+            patch = _around(wshape, q, stats_offsets)
+            m, s = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
             low, high = m - p.k * s, m + p.k * s
             for v in neg_values:
                 if v > m + p.neg_separation * s:
@@ -229,7 +238,7 @@ class SeededRegionEngine(Engine):
         # back to the full grid
         step(0.9, "resampling")
         if np.any(factors > 1):
-            region = _upsample(region, raw.shape)
+            region = _upsample(region, factors, raw.shape)
         for q in pos:  # a positive click is always part of the answer
             region[tuple(q - lo)] = True
         return self._prediction(region, lo, t0)
@@ -289,21 +298,34 @@ class SeededRegionEngine(Engine):
 
 
 def _block_mean(a: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Average over blocks of ``factors`` voxels (edge blocks may be partial)."""
+    """Average over blocks of ``factors`` voxels; a partial edge block repeats its last voxels."""
+    a = np.asarray(a)
     if np.all(factors == 1):
-        return a
-    from skimage.measure import block_reduce
+        return a.astype(np.float32, copy=False)
+    f = [int(v) for v in factors]
+    need = [-(-n // k) * k for n, k in zip(a.shape, f)]
+    if list(a.shape) != need:
+        a = np.pad(a, [(0, m - n) for n, m in zip(a.shape, need)], mode="edge")
+    blocks = a.reshape(need[0] // f[0], f[0], need[1] // f[1], f[1], need[2] // f[2], f[2])
+    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
 
-    return block_reduce(
-        a.astype(np.float32), tuple(int(f) for f in factors), np.nanmean, cval=np.nan
-    ).astype(np.float32)
 
+def _upsample(mask: np.ndarray, factors: np.ndarray, shape) -> np.ndarray:
+    """Linear interpolation of a coarse mask onto the full-resolution box, thresholded at 0.5.
 
-def _upsample(mask: np.ndarray, shape) -> np.ndarray:
-    """Linear interpolation of a coarse mask onto the full-resolution box, thresholded at 0.5."""
-    zoom = np.asarray(shape) / np.asarray(mask.shape)
-    up = ndimage.zoom(mask.astype(np.float32), zoom, order=1, mode="nearest", grid_mode=True)
+    Only the mask's bounding box (plus one coarse voxel) is interpolated, so a big box stays cheap.
+    """
     out = np.zeros(shape, bool)
-    sl = tuple(slice(0, min(a, b)) for a, b in zip(shape, up.shape))
-    out[sl] = up[sl] >= 0.5
+    if not mask.any():
+        return out
+    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
+    lo = [max(s.start - 1, 0) for s in sl]
+    hi = [min(s.stop + 1, n) for s, n in zip(sl, mask.shape)]
+    sub = mask[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float32)
+    up = ndimage.zoom(sub, [float(f) for f in factors], order=1, mode="nearest", grid_mode=True)
+    start = [a * int(f) for a, f in zip(lo, factors)]
+    stop = [min(s0 + u, n) for s0, u, n in zip(start, up.shape, shape)]
+    out[tuple(slice(a, b) for a, b in zip(start, stop))] = up[
+        tuple(slice(0, b - a) for a, b in zip(start, stop))
+    ] >= 0.5
     return out

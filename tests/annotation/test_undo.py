@@ -2,7 +2,7 @@ import numpy as np
 
 from napari_openmedlab.annotation.editing import commit_mask
 from napari_openmedlab.annotation.undo import History, LabelDiff, ObjectState, Step, mask_bbox
-from napari_openmedlab.engines.base import Prediction
+from napari_openmedlab.engines.base import Box, Prediction
 
 
 def _ball(shape, center, r):
@@ -87,3 +87,12 @@ def test_object_state_prompts_and_bytes():
     refine.preview = refine.mask
     assert refine.nbytes == 8  # the shared patch counts once
     assert refine.prompts().mask.sum() == 8 and not refine.has_prompts
+
+
+def test_a_new_prompt_keeps_the_old_preview_but_marks_it_stale():
+    mask = np.zeros((4, 4, 4), bool)
+    mask[1, 1, 1] = True
+    state = ObjectState(preview=Prediction.from_mask(mask))
+    clicked = state.with_point((1, 1, 1), True)
+    assert clicked.preview is state.preview and state.fresh and not clicked.fresh
+    assert not clicked.with_box(Box(0, 1, 0, 0, 2, 2)).fresh

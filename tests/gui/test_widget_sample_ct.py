@@ -53,3 +53,20 @@ def test_sample_ct_session(make_widget, shared_data, tmp_path):
     log = __import__("json").loads(log_path.read_text())
     assert [c["class_name"] for c in log["commits"]] == ["liver"]
     np.testing.assert_allclose(log["image"]["geometry"]["origin"], ct.geometry.origin)
+
+
+def test_weight_free_engine_on_the_sample_ct(make_widget, shared_data):
+    pytest.importorskip("napari_openmedlab.engines.seeded")
+    from napari_openmedlab.engines import create_engine
+
+    ct = read_volume(shared_data / "totalseg-ct" / "ct.nii.gz")
+    spleen = read_volume(shared_data / "totalseg-ct" / "seg.nii.gz").array == 1
+    viewer, w = make_widget(ct)
+    w.engine_factory = create_engine  # the real registry path, no stand-in
+    assert w.set_model("seeded-region", device="cpu") and w.wait_for_prediction(60)
+    assert type(w.runner.engine).__name__ == "SeededRegionEngine"
+    w.add_point(ct.geometry.index_to_world(_deep_voxel(spleen)))
+    assert w.wait_for_prediction(60)
+    preview = w.session.preview_layer.data.astype(bool)
+    dice = 2 * (preview & spleen).sum() / (preview.sum() + spleen.sum())
+    assert dice > 0.7, dice
