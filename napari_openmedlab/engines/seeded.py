@@ -11,25 +11,34 @@ between calls: the same prompts always give the same mask):
    by integer factors (finest axes first), so a 512 x 512 x 300 CT costs about as much as a small
    one; the mask is brought back to the full grid by linear interpolation at the end.
 2. **Intensity window per positive click.** The image is smoothed (Gaussian, ``sigma_mm``);
-   the median ``m`` of the smoothed voxels within ``stats_radius_mm`` of the click and the robust
-   spread ``s`` of the unsmoothed ones there (1.4826 x MAD, at least ``s_floor``) give the
-   window ``m +- k s`` on the smoothed image. A negative click
-   whose intensity is clearly outside that (``> neg_separation`` x ``s`` from ``m``) narrows the
-   window on its side to half-way between the two. ``s_floor`` defaults to 0.8 % of the volume's
+   the median ``m`` of the smoothed voxels within ``stats_radius_mm`` of the click and their
+   robust spread ``s`` (1.4826 x MAD; at least half that of the unsmoothed voxels, so that
+   low-noise images keep the boundary voxels the smoothing blurred; at least ``s_floor``) give
+   the window ``m +- k s``. A negative click whose intensity is clearly outside that
+   (``> neg_separation`` x ``s`` from ``m``) narrows the window on its side to half-way between
+   the two. ``s_floor`` defaults to 0.8 % of the volume's
    1..99 percentile range: 10 HU on CT, a comparable fraction on MRI.
 3. **Growing with leak guards.** The click's 6-connected component inside its window is opened
    by a radius ``open_fraction`` x its local depth (at least one voxel) to cut thin bridges into
    neighbouring tissue, re-grown by one voxel, and limited to a ball around the click of radius
    ``first_reach`` x depth for the first positive click, ``next_reach`` x depth (depth of the
-   not-yet-segmented part) for later ones, never under ``min_reach_mm``. Holes are filled.
-4. **Negative clicks inside the object** split it: a marker watershed on the inverted distance
-   map of the object, with balls of ``seed_radius_mm`` around the clicks as markers, cuts at the
-   narrowest necks between positive and negative clicks; the parts holding positive clicks stay.
+   not-yet-segmented part) for later ones, never under ``min_reach_mm``. Then up to
+   ``boundary_rings`` one-voxel rings around the grown parts are added where the *unsmoothed*
+   value lies in a click's window, widened to the unsmoothed spread (the smoothing had moved the
+   window's edge inwards), and holes are filled. A later positive click within ``touch_mm`` of
+   the object marks a miss on its surface: it only adds the voxels within ``touch_radius_mm``
+   whose own value fits the windows of the earlier clicks (no new part is grown from a
+   partial-volume voxel).
+4. **Negative clicks inside the object** split it: each claims at most a ball of radius
+   ``max(neg_reach x its depth in the object, min_reach_mm)`` (a whole leaked neighbour when it
+   sits deep in one, a bump when it sits near the surface); inside those balls a marker
+   watershed on the inverted distance map, from balls of ``seed_radius_mm`` around the clicks and from the object
+   outside the balls, cuts at the narrowest necks; the parts holding positive clicks stay.
+   When a mask is refined without positive clicks the balls are smaller (2 x depth).
 
 ``prompts.mask`` (an existing segmentation to refine) is the starting object: positive clicks
-grow it as in step 3, negative clicks split it as in step 4 (the mask's voxels far from every
-negative click serve as positive markers). Negative clicks alone, without a mask, give an empty
-prediction.
+grow it as in step 3, negative clicks split it as in step 4. Negative clicks alone, without a
+mask, give an empty prediction.
 """
 
 from __future__ import annotations
@@ -46,6 +55,7 @@ from .base import CancelFlag, Cancelled, Engine, Prediction, ProgressCallback, P
 __all__ = ["SeededParams", "SeededRegionEngine"]
 
 _FACES = ndimage.generate_binary_structure(3, 1)
+RAW_SPREAD_WEIGHT = 0.5
 
 
 @dataclass
@@ -53,8 +63,8 @@ class SeededParams:
     """Tuning of :class:`SeededRegionEngine`; the defaults were chosen on abdominal CT organs."""
 
     margin_mm: float = 120.0
-    max_voxels: int = 2_000_000
-    sigma_mm: float = 1.5
+    max_voxels: int = 1_000_000
+    sigma_mm: float = 1.0
     stats_radius_mm: float = 4.0
     k: float = 2.5
     s_floor: float | None = None  # None: 0.8 % of the volume's robust intensity range
@@ -64,7 +74,11 @@ class SeededParams:
     next_reach: float = 3.0
     min_reach_mm: float = 10.0
     seed_radius_mm: float = 4.0
+    neg_reach: float = 8.0
+    touch_mm: float = 4.0
+    touch_radius_mm: float = 5.0
     fill_holes: bool = True
+    boundary_rings: int = 3
 
 
 def _ball_offsets(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
@@ -89,16 +103,14 @@ def _components_at(mask: np.ndarray, points) -> np.ndarray:
     return np.isin(labels, sorted(ids))
 
 
-def _robust_stats(smooth: np.ndarray, raw: np.ndarray, floor: float) -> tuple[float, float]:
-    """Centre: median of the smoothed values; spread: 1.4826 x MAD of the unsmoothed ones.
-
-    The spread is the image noise, not the (smaller) noise left after smoothing, so the window
-    keeps the boundary voxels that the smoothing blurred.
-    """
+def _robust_stats(smooth: np.ndarray, raw: np.ndarray, floor: float) -> tuple[float, float, float]:
+    """Centre (median of the smoothed values), their spread (1.4826 x MAD, floored), raw spread."""
     m = float(np.median(smooth))
     raw = np.asarray(raw, dtype=np.float32)
-    spread = 1.4826 * float(np.median(np.abs(raw - np.median(raw))))
-    return m, max(spread, floor)
+    spread_raw = 1.4826 * float(np.median(np.abs(raw - np.median(raw))))
+    spread_smooth = 1.4826 * float(np.median(np.abs(smooth - m)))
+    s = max(spread_smooth, RAW_SPREAD_WEIGHT * spread_raw, floor)
+    return m, s, max(s, spread_raw)
 
 
 def _open(mask: np.ndarray, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
@@ -200,13 +212,15 @@ class SeededRegionEngine(Engine):
         neg_offsets = _ball_offsets(min(p.stats_radius_mm, 3.0), spacing)
         neg_values = [float(np.median(work[_around(wshape, q, neg_offsets)])) for q in wneg]
         grid = np.ogrid[tuple(slice(0, n) for n in wshape)]
+        windows: list[tuple[float, float]] = []
+        grown = np.zeros(work.shape, bool)
         for i, q in enumerate(wpos):
             step(0.1 + 0.6 * i / max(len(wpos), 1), "growing")
             if region[tuple(q)]:
                 continue
             first = not region.any()
             patch = _around(wshape, q, stats_offsets)
-            m, s = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
+            m, s, s_raw = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
             low, high = m - p.k * s, m + p.k * s
             for v in neg_values:
                 if v > m + p.neg_separation * s:
@@ -215,6 +229,21 @@ class SeededRegionEngine(Engine):
                     low = max(low, min((m + v) / 2, m - s))
             window = (work >= low) & (work <= high)
             window[tuple(q)] = True
+            if not first and p.touch_radius_mm > 0:
+                near = ndimage.distance_transform_edt(~region, sampling=spacing)[tuple(q)]
+                if near <= p.touch_mm:
+                    # a miss on the object's surface: patch it locally, do not grow a new part
+                    # (voxels near it whose own value fits the object's windows so far)
+                    fits = window.copy() if not windows else np.zeros(wshape, bool)
+                    for w_low, w_high in windows:
+                        fits |= (unsmoothed >= w_low) & (unsmoothed <= w_high)
+                    fits[tuple(q)] = True
+                    ball = np.zeros(wshape, bool)
+                    ball[_around(wshape, q, _ball_offsets(p.touch_radius_mm, spacing))] = True
+                    comp = _components_at(fits & ball | region, [q]) & ~region
+                    region |= comp
+                    grown |= comp
+                    continue
             comp = _components_at(window if first else window & ~region, [q])
             depth = float(ndimage.distance_transform_edt(comp, sampling=spacing)[tuple(q)])
             opened = _open(comp, max(p.open_fraction * depth, spacing.min()), spacing)
@@ -224,6 +253,21 @@ class SeededRegionEngine(Engine):
             dist2 = sum(((g - c) * h) ** 2 for g, c, h in zip(grid, q, spacing))
             comp = _components_at(comp & (dist2 <= reach * reach), [q])
             region |= comp
+            grown |= comp
+            widen = p.k * (s_raw - s)  # unsmoothed values scatter more
+            windows.append((low - widen, high + widen))
+        for _ in range(p.boundary_rings if windows else 0):
+            # the smoothing moves a window's edge inside the object: take back the outer rings of
+            # voxels whose own (unsmoothed) value lies in a click's window
+            ring = ndimage.binary_dilation(grown, _FACES) & ~region
+            values = unsmoothed[ring]
+            ok = np.zeros(values.shape, bool)
+            for low, high in windows:
+                ok |= (values >= low) & (values <= high)
+            if not ok.any():
+                break
+            region[ring] = ok
+            grown[ring] = ok
         if p.fill_holes:
             region = ndimage.binary_fill_holes(region)
 
@@ -254,29 +298,43 @@ class SeededRegionEngine(Engine):
         return factors
 
     def _split(self, region, wpos, wneg, spacing) -> np.ndarray:
+        """Cut the parts of ``region`` that the negative clicks ``wneg`` (all inside it) claim.
+
+        A negative click claims at most a ball of radius ``max(neg_reach x its depth in the
+        object, min_reach_mm)``: deep in a leaked neighbour that covers the neighbour, near the
+        surface it trims a bump. Inside those balls a watershed on the inverted distance map, from the
+        clicks (and the object beyond the balls), cuts at the narrowest necks.
+        """
         from skimage.segmentation import watershed
 
         p = self.params
+        sl = ndimage.find_objects(region.astype(np.uint8))[0]
+        lo = np.array([s.start for s in sl])
+        sub = region[sl]
+        pos = [np.asarray(q) - lo for q in wpos]
+        neg = [np.asarray(q) - lo for q in wneg]
+        depth = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
+        grid = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
+        claimed = np.zeros(sub.shape, bool)
+        factor = p.neg_reach if pos else 2.0  # refining a mask alone: keep most of it
+        for q in neg:
+            reach = max(factor * float(depth[tuple(q)]), p.min_reach_mm)
+            claimed |= sum(((g - c) * h) ** 2 for g, c, h in zip(grid, q, spacing)) <= reach**2
         seed = _ball_offsets(p.seed_radius_mm, spacing)
-        markers = np.zeros(region.shape, np.int32)
-        if not wpos:  # refining a mask: its voxels far from every negative click are "object"
-            far = np.ones(region.shape, bool)
-            far[tuple(np.asarray(wneg).T)] = False
-            dist = ndimage.distance_transform_edt(far, sampling=spacing)
-            depth = ndimage.distance_transform_edt(region, sampling=spacing)
-            reach = max(max(2 * depth[tuple(q)] for q in wneg), p.min_reach_mm)
-            markers[region & (dist > reach)] = 1
-        for q in wneg:
-            markers[_around(region.shape, q, seed)] = 2
-        for q in wpos:
-            markers[_around(region.shape, q, seed)] = 1
-        markers[~region] = 0
+        markers = np.zeros(sub.shape, np.int32)
+        markers[sub & ~claimed] = 1
+        for q in neg:
+            markers[_around(sub.shape, q, seed)] = 2
+        for q in pos:
+            markers[_around(sub.shape, q, seed)] = 1
+        markers[~sub] = 0
         if not (markers == 1).any():
             return np.zeros_like(region)
-        elevation = -ndimage.distance_transform_edt(region, sampling=spacing)
-        kept = watershed(elevation, markers, mask=region) == 1
-        if wpos:
-            kept = _components_at(kept, [q for q in wpos if kept[tuple(q)]])
+        kept_sub = watershed(-depth, markers, mask=sub) == 1
+        if pos:
+            kept_sub = _components_at(kept_sub, [q for q in pos if kept_sub[tuple(q)]])
+        kept = np.zeros_like(region)
+        kept[sl] = kept_sub
         return kept
 
     def _empty(self, t0: float) -> Prediction:

@@ -31,10 +31,12 @@ Differences that remain (and why):
 * **Label grid.** The official code resamples the image and the label map each from its own
   grid; here the label map is first put on the image grid (``io.resample_labels_to``) when the
   two differ, so cases like the flipped DICOM segmentation work at all.
-* **Intensity normalisation** (``tio.ZNormalization`` over voxels > 0 of the crop) is left to the
-  engine: the protocol hands the engine the crop in the image's own units (HU for CT), padded
-  with 0 as TorchIO pads it. An engine that crops 128^3 around the clicks itself sees the same
-  crop, so the encoder input matches when its own crop box equals this one.
+* **The engine's own crop.** The protocol hands the engine the 128^3 crop as its volume, in the
+  image's own units (HU for CT), padded with 0 as TorchIO pads it; intensity normalisation
+  (``tio.ZNormalization`` over voxels > 0) is the engine's. ``SamMed3DEngine`` centres its
+  128^3 crop on the first click, so its encoder sees this crop shifted by (click - 64) voxels
+  (zero outside), not the crop itself; matching the official encoder input exactly needs an
+  engine option to take the whole given volume as its crop (not there yet).
 * **Metrics** are computed per class on that class's own prediction on the original grid, after
   each click; the official script writes one label map in which a later class overwrites an
   earlier one where they overlap, and scores only after the last click.

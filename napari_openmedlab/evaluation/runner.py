@@ -242,7 +242,8 @@ def evaluate_case(
         name = names.get(cid, str(cid))
         gt_voxels = int(gt.sum())
 
-        def row(k, zyx, positive, pred_full, seconds, setup_s) -> ClickResult:
+        def row(k, zyx, positive, pred_full, seconds, setup_s,
+                cid=cid, name=name, gt=gt, gt_voxels=gt_voxels) -> ClickResult:
             return ClickResult(
                 case, cid, name, k,
                 *(zyx if zyx is not None else (None, None, None)),
@@ -373,13 +374,20 @@ def read_csv(path: str | os.PathLike) -> list[ClickResult]:
     return out
 
 
+def _nanmean(values) -> float:
+    """Mean of the non-NaN values; NaN (and no warning) when there are none."""
+    a = np.asarray(values, dtype=float)
+    a = a[~np.isnan(a)]
+    return float(a.mean()) if a.size else float("nan")
+
+
 def mean_dice_by_click(rows: Sequence[ClickResult], key: str = "class_name") -> dict[str, np.ndarray]:
     """``{group: mean Dice after click 1..N}`` over cases (``key``: a ClickResult field)."""
     groups: dict[str, dict[int, list[float]]] = {}
     for r in rows:
         groups.setdefault(str(getattr(r, key)), {}).setdefault(r.click, []).append(r.dice)
     return {
-        g: np.array([np.nanmean(v[k]) for k in sorted(v)]) for g, v in groups.items()
+        g: np.array([_nanmean(v[k]) for k in sorted(v)]) for g, v in groups.items()
     }
 
 
@@ -408,7 +416,7 @@ def markdown_table(
     mean = ["**mean**", f"{len(table)} objects"]
     for m in metrics:
         for k in clicks:
-            v = np.nanmean(sums.get((m, k), [float("nan")]))
+            v = _nanmean(sums.get((m, k), []))
             mean.append(f"**{v:.3f}**")
     lines.append("| " + " | ".join(mean) + " |")
     return "\n".join(lines)

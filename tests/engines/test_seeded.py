@@ -5,7 +5,7 @@ import time
 import numpy as np
 import pytest
 
-from napari_openmedlab.engines import Cancelled, Prompts, PromptError, create_engine
+from napari_openmedlab.engines import Cancelled, PromptError, Prompts, create_engine
 from napari_openmedlab.engines.seeded import SeededRegionEngine
 from napari_openmedlab.evaluation.clicks import ClickSimulator
 from napari_openmedlab.evaluation.metrics import dice
@@ -35,7 +35,7 @@ def two_balls():
     a = ball(shape, (20, 32, 20), 11, sp)
     b = ball(shape, (20, 32, 44), 11, sp)
     bridge = np.zeros(shape, bool)
-    bridge[19:21, 31:33, 20:45] = True
+    bridge[18:22, 30:34, 20:45] = True  # 8 mm x 4 mm: cut by the default opening, not by 1 voxel
     return noisy_ct([a, b, bridge], shape, sp), a, b
 
 
@@ -144,15 +144,16 @@ def test_mri_like_intensities_work_without_hounsfield_defaults():
     assert dice(obj, engine.predict(Prompts([[15, 24, 24]], [1])).to_mask()) > 0.9
 
 
-@pytest.mark.parametrize("organ, minimum", [(1, 0.85), (3, 0.85), (5, 0.75)])
-def test_sample_ct_organs_with_three_simulated_clicks(shared_data, organ, minimum):
+@pytest.mark.parametrize("organ, clicks, minimum", [(1, 3, 0.85), (5, 3, 0.8), (3, 1, 0.85)])
+def test_sample_ct_organs_with_simulated_clicks(shared_data, organ, clicks, minimum):
+    """Spleen, liver, left kidney of the sample CT (3 mm): the baseline stays decent and fast."""
     ct = read_volume(shared_data / "totalseg-ct" / "ct.nii.gz")
     gt = read_volume(shared_data / "totalseg-ct" / "seg.nii.gz").array == organ
     engine = SeededRegionEngine()
     engine.set_volume(ct)
     sim = ClickSimulator(ct.geometry.spacing_zyx, seed=0)
     prompts, pred, slowest = Prompts(), None, 0.0
-    for _ in range(3):
+    for _ in range(clicks):
         click = sim.next_click(gt, pred)
         prompts = prompts.add_point(click.zyx, click.positive)
         t0 = time.perf_counter()
