@@ -93,6 +93,9 @@ class SamMed3DEngine(Engine):
         self.amp = bool(amp) and self.device.type == "cuda"
         self.cache_size = max(1, int(cache_size))
         self.max_extra_crops = max(0, int(max_extra_crops))
+        #: volume-voxel box ``(lo, hi)`` the first crop is centred on instead of the first click
+        #: (the official validation centres on the label's bounding box); None = the first click.
+        self.first_crop_box: tuple | None = None
         self.encoder_calls = 0
         self._grid: CanonicalGrid | None = None
         self._cache: OrderedDict = OrderedDict()
@@ -141,6 +144,8 @@ class SamMed3DEngine(Engine):
         elif prompts.mask is not None:
             lo, hi = _mask_box(prompts.mask)
             first = grid.crop_start(*grid.box_of_volume_box(lo, hi))
+        elif self.first_crop_box is not None:
+            first = grid.crop_start(*grid.box_of_volume_box(*self.first_crop_box))
         else:
             first = grid.crop_start(points[0], points[0] + 1)
         previous = base["logits"] if base is not None else {}

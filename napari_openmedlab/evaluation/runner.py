@@ -267,6 +267,9 @@ def evaluate_case(
             roi = prepare_roi(image, labels, cid)
             t0 = time.perf_counter()
             engine.set_volume(roi.image)
+            if hasattr(engine, "first_crop_box"):  # SAM-Med3D: the whole 128^3 ROI is its one crop
+                engine.first_crop_box = ((0, 0, 0), roi.image.shape)
+                engine.max_extra_crops = 0
             class_setup = time.perf_counter() - t0
             simulator = sam_clicks
             target, to_full = roi.label, roi.to_source
