@@ -20,10 +20,11 @@ HOTKEYS = {
     "Control-Z": "undo",
     "Control-Shift-Z": "redo",
     "N": "toggle_negative",
-    "Escape": "clear_object",
+    "Escape": "escape",
 }
 """napari key binding -> widget method. (With the target Labels layer active, napari's own
-Ctrl+Z / Ctrl+Shift+Z undo brush strokes instead, since layer bindings come first.)"""
+Ctrl+Z / Ctrl+Shift+Z undo brush strokes instead, since layer bindings come first.) Escape
+cancels a running propagation, else clears the current object."""
 
 DRAG_PIXELS = 4
 

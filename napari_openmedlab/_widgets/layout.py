@@ -54,6 +54,14 @@ def build_ui(w) -> None:
     w.negative_button.setCheckable(True)
     w.box_button = QPushButton("Box tool")
     w.clear_button = QPushButton("Clear object (Esc)")
+    w.propagate_button = QPushButton("Propagate through volume")
+    w.propagate_button.setToolTip(
+        "2D models: carry the segmented slice (or the boxes and clicks on several slices) through "
+        "the volume. The result is the preview: commit it, or undo to go back to the slice."
+    )
+    w.propagate_button.setEnabled(False)
+    w.cancel_propagation_button = QPushButton("Cancel (Esc)")
+    w.cancel_propagation_button.setEnabled(False)
     hint = QLabel(
         "Left click: positive. Shift+click or right click: negative. Works on slices in "
         "any orientation and in the 3D view."
@@ -62,8 +70,12 @@ def build_ui(w) -> None:
     row = QHBoxLayout()
     for child in (w.click_check, w.negative_button, w.box_button, w.clear_button):
         row.addWidget(child)
+    propagate_row = QHBoxLayout()
+    propagate_row.addWidget(w.propagate_button, 1)
+    propagate_row.addWidget(w.cancel_propagation_button)
     v = QVBoxLayout(prompts_box)
     v.addLayout(row)
+    v.addLayout(propagate_row)
     v.addWidget(hint)
 
     w.classes = ClassesPanel()
@@ -114,6 +126,10 @@ def build_ui(w) -> None:
     w.negative_button.toggled.connect(w.set_negative)
     w.box_button.clicked.connect(w.activate_box_tool)
     w.clear_button.clicked.connect(w.clear_object)
+    w.propagate_button.clicked.connect(w.propagate)
+    w.cancel_propagation_button.clicked.connect(w.cancel_propagation)
+    w.runner.propagated.connect(w._on_propagated)
+    w.runner.busy_changed.connect(w._update_propagate_buttons)
     w.classes.classes_changed.connect(lambda classes: w.session.set_classes(classes))
     w.classes.class_selected.connect(w.select_class)
     w.classes.overlap_changed.connect(lambda rule: setattr(w.session, "overlap", rule))

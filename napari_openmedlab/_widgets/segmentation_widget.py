@@ -5,8 +5,8 @@ classes, commit/undo/redo/save, a restore banner when unsaved work is found, and
 All engine work runs on a worker thread (``worker.py``); the state lives in ``session.py``.
 
 The public methods (``set_image_layer``, ``set_model``, ``add_point``, ``wait_for_prediction``,
-``commit``, ``undo``, ``redo``, ``save``, ``restore_autosave`` ...) are what the buttons call, so
-tests and scripts drive the widget exactly as a user does.
+``propagate``, ``commit``, ``undo``, ``redo``, ``save``, ``restore_autosave`` ...) are what the
+buttons call, so tests and scripts drive the widget exactly as a user does.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from . import layer_tools as lt
 from .files import FilesMixin
 from .interaction import ViewerInteraction, pick_3d, slice_axis
 from .layout import NEW_TARGET, build_ui
+from .prompt_tools import PromptToolsMixin
 from .session import Session
 from .worker import EngineRunner
 
@@ -31,7 +32,7 @@ if TYPE_CHECKING:
     import napari
 
 
-class SegmentationWidget(FilesMixin, QWidget):
+class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     """The dock widget; napari creates it with the viewer (see napari.yaml)."""
 
     def __init__(self, viewer: napari.viewer.Viewer, parent=None, engine_factory=None) -> None:
@@ -164,6 +165,7 @@ class SegmentationWidget(FilesMixin, QWidget):
     def _load_model(self, name: str, checkpoint, device: str) -> None:
         self.box_button.setEnabled(get_spec(name).family == "2d")
         self.box_button.setToolTip("" if self.box_button.isEnabled() else "This model takes clicks only.")
+        self.propagate_button.setEnabled(False)  # until the engine is loaded
         if self.session.volume is None:
             return
         self.runner.settings["window"] = self.models.window
@@ -172,7 +174,7 @@ class SegmentationWidget(FilesMixin, QWidget):
 
     def _on_weights_missing(self, name: str) -> None:
         self.runner.unload()
-        self.box_button.setEnabled(False)
+        self._engine_ready(None)
         self.show_status(f"{name} needs its weights: download them or choose a checkpoint file.")
 
     def _set_window(self, window) -> None:
@@ -239,23 +241,6 @@ class SegmentationWidget(FilesMixin, QWidget):
         """The image axis normal to the slice shown in the 2D view (None in the 3D view)."""
         return slice_axis(self.viewer.dims)
 
-    def set_negative(self, on: bool) -> None:
-        self.negative_mode = bool(on)
-        if self.negative_button.isChecked() != self.negative_mode:
-            self.negative_button.setChecked(self.negative_mode)
-
-    def toggle_negative(self) -> None:
-        self.set_negative(not self.negative_mode)
-
-    def activate_box_tool(self) -> None:
-        if get_spec(self.models.name).family != "2d":
-            self.show_status(f"{self.models.name} does not take boxes: use positive and negative clicks.")
-            return
-        layer = self.session.ensure_boxes_layer()
-        self.interaction.watch(self.session.points_layer, layer)
-        self.viewer.layers.selection.active = layer
-        layer.mode = "add_rectangle"
-
     def wait_for_prediction(self, timeout: float = 30.0) -> bool:
         """Process events until no load or prediction runs or waits; False on timeout."""
         return self.runner.wait_idle(timeout)
@@ -264,7 +249,7 @@ class SegmentationWidget(FilesMixin, QWidget):
     def _on_loaded(self, outcome) -> None:
         engine = outcome.value
         self.session.model_info = {**outcome.info}
-        self.box_button.setEnabled(bool(getattr(engine, "supports_boxes", False)))
+        self._engine_ready(engine)
         self.show_status(
             f"{outcome.info['name']} ready on {outcome.info['device']} ({outcome.seconds:.1f} s)."
         )
@@ -293,13 +278,17 @@ class SegmentationWidget(FilesMixin, QWidget):
     def _on_failed(self, outcome) -> None:
         err = outcome.error
         if isinstance(err, Cancelled):
+            if outcome.kind == "propagate":
+                self._propagation_stopped(outcome)
             return
         if outcome.kind == "load":
             self.models.refresh()
             what = "missing weights" if isinstance(err, WeightsError) else type(err).__name__
             self.show_status(f"Could not load {outcome.info.get('name')} ({what}): {err}")
         elif outcome.generation == self.session.generation:
-            self.show_status(f"Prediction failed: {err}")
+            self.show_status(
+                f"{'Propagation' if outcome.kind == 'propagate' else 'Prediction'} failed: {err}"
+            )
         self._commit_when_ready = False
 
     def _on_progress(self, fraction: float, message: str) -> None:

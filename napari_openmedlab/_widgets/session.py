@@ -8,7 +8,7 @@ prompts to run (:class:`Request`) and takes the answer back (:meth:`Session.set_
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -219,13 +219,27 @@ class Session(PersistenceMixin):
         """Show an engine answer; False (and ignored) when newer prompts have superseded it."""
         if generation != self.generation or self.volume is None:
             return False
-        if tuple(prediction.shape) != self.volume.shape:
-            raise ValueError(f"prediction grid {prediction.shape} differs from the image {self.volume.shape}")
+        self._check_grid(prediction)
         self.state.preview = prediction
         self.state.fresh = True
         self.history.touch()
         self._draw_preview()
         return True
+
+    def set_propagation(self, generation: int, prediction: Prediction) -> bool:
+        """Show a 3D propagation of the current object as an undoable step (undo shows the slice
+        it started from again); False (and ignored) when newer prompts have superseded it."""
+        if generation != self.generation or self.volume is None:
+            return False
+        self._check_grid(prediction)
+        new = replace(self.state, preview=prediction, fresh=True)
+        self.history.push(Step("propagation", before=self.state, after=new))
+        self._set_state(new, reset=False)
+        return True
+
+    def _check_grid(self, prediction: Prediction) -> None:
+        if tuple(prediction.shape) != self.volume.shape:
+            raise ValueError(f"prediction grid {prediction.shape} differs from the image {self.volume.shape}")
 
     def clear_object(self) -> bool:
         if self.state.empty and self.state.preview is None:

@@ -1,9 +1,10 @@
-"""Engine work off the UI thread: model loading, predictions and weight downloads.
+"""Engine work off the UI thread: model loading, predictions, propagations and weight downloads.
 
 One background job runs at a time per :class:`EngineRunner` (engines are not thread-safe). A new
 prediction request replaces any request still waiting and raises the cancel flag of the running
-one; when that one ends, its answer is dropped by the session (older generation) and the newest
-request starts. Jobs run on plain Python threads and report back through Qt signals, which Qt
+one (a prediction or a 3D propagation); when that one ends, its answer is dropped by the session
+(older generation) and the newest request starts. Progress reports of a job whose cancel flag is
+raised are dropped, so a cancelled job never overwrites the status line. Jobs run on plain Python threads and report back through Qt signals, which Qt
 delivers on the UI thread. Exceptions never escape a job: they come back in :class:`Outcome`.
 """
 
@@ -24,6 +25,7 @@ from ..models.registry import get_spec
 from ..models.weights import download_weights, find_weights, sha256_of
 
 _SHA_CACHE: dict[tuple, str] = {}
+_OBJECT_JOBS = ("predict", "propagate")  # the jobs a newer prompt supersedes
 logger = logging.getLogger(__name__)
 
 
@@ -64,7 +66,7 @@ def checkpoint_sha256(path) -> str | None:
 class Outcome:
     """The end of one background job."""
 
-    kind: str  # "load" | "predict" | "download"
+    kind: str  # "load" | "predict" | "propagate" | "download"
     value: Any = None
     error: BaseException | None = None
     generation: int = -1
@@ -103,6 +105,7 @@ class EngineRunner(QObject):
 
     loaded = Signal(object)  # Outcome(kind="load", value=engine, info={name, checkpoint, ...})
     predicted = Signal(object)  # Outcome(kind="predict", value=Prediction, generation=...)
+    propagated = Signal(object)  # Outcome(kind="propagate", value=Prediction (3D), generation=...)
     failed = Signal(object)  # Outcome with .error
     progress = Signal(float, str)  # fraction, what runs
     busy_changed = Signal(bool)
@@ -116,7 +119,7 @@ class EngineRunner(QObject):
         self.settings: dict[str, Any] = {}
         self._relay = _Relay()
         self._relay.done.connect(self._on_done)
-        self._relay.progress.connect(self.progress)
+        self._relay.progress.connect(self._relay_progress)
         self._busy: str | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -161,18 +164,40 @@ class EngineRunner(QObject):
 
     def predict(self, generation: int, prompts, reset: bool = False) -> None:
         """Run ``prompts``; supersedes any waiting request and cancels the running one."""
+        self._request("predict", generation, prompts, reset)
+
+    def propagate(self, generation: int, source, reset: bool = False) -> None:
+        """Run ``engine.propagate(source, progress, cancel)`` (``source``: Prompts or a Prediction).
+
+        Like a prediction, it replaces a waiting request; it cancels a running prediction of an
+        older generation only (one for the same object may finish and show its slice first).
+        """
+        self._request("propagate", generation, source, reset)
+
+    def _request(self, kind: str, generation: int, payload, reset: bool) -> None:
         if self._pending_predict is not None:
             reset = reset or self._pending_predict[2]
-        self._pending_predict = (generation, prompts, reset)
-        if self._busy == "predict":
+        self._pending_predict = (generation, payload, reset, kind)
+        if self._busy in _OBJECT_JOBS and (kind == "predict" or self.running_generation != generation):
             self._cancel.set()
         self._kick()
 
     def cancel(self) -> None:
-        """Drop the waiting prediction and ask the running one to stop."""
+        """Drop the waiting prediction (or propagation) and ask the running one to stop."""
         self._pending_predict = None
-        if self._busy == "predict":
+        if self._busy in _OBJECT_JOBS:
             self._cancel.set()
+
+    def cancel_propagation(self) -> bool:
+        """Drop a waiting propagation and stop a running one; False when there was none."""
+        found = False
+        if self._pending_predict is not None and self._pending_predict[3] == "propagate":
+            self._pending_predict = None
+            found = True
+        if self._busy == "propagate" and not self._cancel.is_set():
+            self._cancel.set()
+            found = True
+        return found
 
     # --- state ------------------------------------------------------------------------------------
     @property
@@ -183,6 +208,13 @@ class EngineRunner(QObject):
     def waiting(self) -> bool:
         """A prediction request waits (for the running job, or for a model to load)."""
         return self._pending_predict is not None
+
+    @property
+    def propagating(self) -> bool:
+        """A propagation runs (and was not cancelled) or waits to run."""
+        pending = self._pending_predict
+        running = self._busy == "propagate" and not self._cancel.is_set()
+        return running or (pending is not None and pending[3] == "propagate")
 
     @property
     def loading(self) -> bool:
@@ -210,6 +242,10 @@ class EngineRunner(QObject):
         return True
 
     # --- jobs -------------------------------------------------------------------------------------
+    def _relay_progress(self, fraction: float, message: str) -> None:
+        if not (self._busy is not None and self._cancel.is_set()):  # a cancelled job stays quiet
+            self.progress.emit(fraction, message)
+
     def _progress_cb(self, fraction, message="") -> None:
         try:
             self._relay.progress.emit(float(fraction), str(message))
@@ -240,13 +276,14 @@ class EngineRunner(QObject):
             )
             self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume))
         elif self._pending_predict is not None and self.engine is not None:
-            generation, prompts, reset = self._pending_predict
+            generation, payload, reset, kind = self._pending_predict
             self._pending_predict = None
             self.running_generation = generation
             engine, cancel, settings = self.engine, self._cancel, dict(self.settings)
+            job = self._predict_job if kind == "predict" else self._propagate_job
             self._start(
-                Outcome("predict", generation=generation),
-                lambda: self._predict_job(engine, prompts, reset, cancel, settings),
+                Outcome(kind, generation=generation),
+                lambda: job(engine, payload, reset, cancel, settings),
             )
 
     def _load_job(self, factory, engine, info: dict, volume):
@@ -269,6 +306,12 @@ class EngineRunner(QObject):
             engine.reset()
         return engine.predict(prompts, self._progress_cb, cancel.is_set)
 
+    def _propagate_job(self, engine, source, reset: bool, cancel: threading.Event, settings: dict):
+        apply_settings(engine, settings)
+        if reset:
+            engine.reset()
+        return engine.propagate(source, self._progress_cb, cancel.is_set)
+
     def _on_done(self, outcome: Outcome) -> None:
         self._busy = None
         self._thread = None
@@ -285,6 +328,8 @@ class EngineRunner(QObject):
             self.failed.emit(outcome)
         elif outcome.kind == "load":
             self.loaded.emit(outcome)
+        elif outcome.kind == "propagate":
+            self.propagated.emit(outcome)
         else:
             self.predicted.emit(outcome)
         self._kick()

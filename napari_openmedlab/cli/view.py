@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+DOCK_NAME = "OpenMEDLab segmentation"
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("view", help="open napari with volumes and the segmentation widget")
@@ -19,11 +21,16 @@ def run(args) -> int:
     return 0
 
 
-def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True):
-    """Create the viewer with ``files`` (the sample CT when empty) and dock the widget."""
-    import napari
+def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True, viewer=None):
+    """Open ``files`` (the sample CT with its organ labels when empty) and dock the widget.
 
-    viewer = napari.Viewer(show=show, title="napari-openmedlab")
+    ``viewer``: an existing napari viewer to use (``show`` is then ignored); by default a new one.
+    Returns the viewer.
+    """
+    if viewer is None:
+        import napari
+
+        viewer = napari.Viewer(show=show, title="napari-openmedlab")
     if files:
         viewer.open(files, plugin="napari-openmedlab", stack=False)
     else:
@@ -31,5 +38,5 @@ def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True):
     if dock_widget:
         from .._widgets.segmentation_widget import SegmentationWidget
 
-        viewer.window.add_dock_widget(SegmentationWidget(viewer), name="OpenMEDLab segmentation", area="right")
+        viewer.window.add_dock_widget(SegmentationWidget(viewer), name=DOCK_NAME, area="right")
     return viewer

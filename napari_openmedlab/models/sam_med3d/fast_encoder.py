@@ -1,4 +1,4 @@
-"""Exact, padding-free attention kernels for the SAM-Med3D ViT image encoder.
+"""Exact, padding-free attention kernel for the SAM-Med3D ViT image encoder.
 
 Why this exists
 ---------------
@@ -30,46 +30,55 @@ of the ``qkv`` bias. The weights were trained with this, so it is reproduced.
 
 Padded keys
 -----------
-A padded token is an all-zero vector *after* ``norm1``, so its key and value
-are the ``qkv`` biases ``b_k`` and ``b_v`` - the same for all 2232 padded
-positions - and it still takes part in every softmax. Since all padded keys
-share one value they act like ONE extra key with key vector ``b_k``, value
-``b_v`` and additive bias ``log sum_{pad} exp(bias)``. With ``n = 8`` real
-positions per axis, that sum factorises over ``kw``::
+A padded token is an all-zero vector *after* ``norm1``, so its query, key and
+value are the ``qkv`` biases - the same for all 2232 padded positions - and it
+still takes part in every softmax. Since all padded keys share one key vector
+and one value, only the sum of ``exp(bias)`` over them matters. With ``n``
+real positions per axis and ``lo``/``hi``/``all`` meaning ``x < n``, ``x >= n``
+and every ``x``, that sum factorises per ``kw`` (``SB(g) = sum_{x in g}
+exp(Bt[.., x, kw])``, likewise ``SC``)::
 
-    sum_kw exp(A[kw]) * (  SB(all) SC(all)                  if kw >= n
-                         | SB(hi) SC(all) + SB(lo) SC(hi)   if kw <  n )
+    sum_kw exp(A[kw]) * ( SB(hi) SC(all) + SB(lo) SC(hi) + [kw >= n] SB(lo) SC(lo) )
 
-where ``SB(lo)``/``SB(hi)``/``SB(all)`` are sums of ``exp(Bt[.., x, kw])`` over
-``x < n``, ``x >= n`` and all ``x`` (likewise ``SC``). It is evaluated exactly in
-log space (log-sum-exp, no cancellation). Attention thus shrinks from
-2744 x 2744 to 512 x 513 logits per head and runs through
-:func:`torch.nn.functional.scaled_dot_product_attention`, the relative
-position bias being its ``attn_mask``.
+We append ``3 * S`` *virtual* pad keys, one per ``(kw, term)``, whose key and
+value are the padded token's and whose bias is ``A[kw] + log SB(.) + log SC(.)``
+(``-inf`` for the third term when ``kw < n``), and let the attention softmax do
+the final log-sum-exp. The ``log SB`` sums are stabilised per ``(row, kw)``
+column; a group sum that underflows is negligible next to the terms of the same
+column that are kept (those include the real keys' mass), so the result stays
+exact to fp32 rounding. Attention thus shrinks from 2744 x 2744 to
+512 x (512 + 42) logits per head.
 
-Tensor layouts
---------------
-``q``, ``k``, ``v``: ``(B, heads, N, head_dim)`` with ``N = n^3`` tokens
-flattened in C order over the ``(D, H, W)`` token grid (axes 2, 3, 4 of the
-input volume). Only cubic grids are supported (as in the official code, whose
-broadcasting requires them).
+Why it is written this way (CPU performance)
+--------------------------------------------
+On small (2-core, shared) CPUs the cost is dominated not by FLOPs but by the
+*number* of large tensor operations: each one is a parallel region that stalls
+when another process holds a core, and each fresh large tensor costs page
+faults. So: every ``q . table`` product comes from ONE batched matmul against
+the concatenated raw tables (no gathered ``(S, S, hd)`` tables), one cached
+``take`` index picks all three terms, the padded token's ``q``/``k``/``v`` come
+out of the ``qkv`` linear itself (zero rows appended to its input), the bias is
+written in place into the attention mask, and the attention is one
+:func:`torch.nn.functional.scaled_dot_product_attention` call reading ``q``,
+``k``, ``v`` as strided views of the ``qkv`` output.
 """
 
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch.nn import functional as F
 
-__all__ = [
-    "rel_pos_table",
-    "rel_pos_terms",
-    "real_key_bias",
-    "pad_key_log_mass",
-    "global_attention",
-    "single_window_attention",
-]
+__all__ = ["rel_pos_table", "num_virtual_keys", "relpos_attention"]
 
-Tables = tuple[torch.Tensor, torch.Tensor, torch.Tensor]
+
+def _resized(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
+    """``rel_pos`` linearly resized to ``2 * size - 1`` rows, as the official code does."""
+    length = 2 * size - 1
+    if rel_pos.shape[0] == length:
+        return rel_pos
+    return F.interpolate(rel_pos.t().unsqueeze(0), size=length, mode="linear")[0].t()
 
 
 def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
@@ -77,126 +86,143 @@ def rel_pos_table(size: int, rel_pos: torch.Tensor) -> torch.Tensor:
 
     Args:
         size: number of positions along the axis (query size == key size).
-        rel_pos: ``(L, head_dim)`` learned embeddings. If ``L != 2 * size - 1``
-            they are linearly resized first, as the official code does.
+        rel_pos: ``(L, head_dim)`` learned embeddings, resized if ``L != 2 * size - 1``.
 
     Returns:
         ``(size, size, head_dim)`` tensor indexed ``[query_pos, key_pos]``.
     """
-    length = 2 * size - 1
-    if rel_pos.shape[0] != length:
-        rel_pos = F.interpolate(rel_pos.t().unsqueeze(0), size=length, mode="linear")[0].t()
     idx = torch.arange(size, device=rel_pos.device)
-    return rel_pos[idx[:, None] - idx[None, :] + (size - 1)]
+    return _resized(rel_pos, size)[idx[:, None] - idx[None, :] + (size - 1)]
 
 
-def rel_pos_terms(
-    q: torch.Tensor,
+def num_virtual_keys(n: int, side: int) -> int:
+    """Number of virtual pad keys appended after the ``n^3`` real keys (0 without padding)."""
+    return 3 * side if side > n else 0
+
+
+@functools.lru_cache(maxsize=32)
+def _take_index(bh: int, n: int, side: int, device: torch.device) -> torch.Tensor:
+    """Flat index into ``R`` (``(bh, T, 3 * (2S - 1))``, see :func:`relpos_attention`)
+    giving ``A`` as ``(bh, n, n, n_w, S_kw)`` followed by ``Bt``/``Ct`` as
+    ``(bh, n, n, S_kw, 2, S_x)`` (``x >= n`` reads the padded token's row ``n^3``)."""
+    s = side
+    rows = n**3 + (1 if s > n else 0)
+    span = 2 * s - 1
+    ar = functools.partial(torch.arange, device=device)
+    bh_, d, h, w, kw, x = ar(bh), ar(n), ar(n), ar(n), ar(s), ar(s)
+
+    def flat(b, tok, j):
+        return (b * rows + tok) * (3 * span) + j
+
+    # A: token (d, h, w), table d, offset d - kw.
+    tok_a = (d[:, None, None] * n + h[None, :, None]) * n + w[None, None, :]
+    idx_a = flat(
+        bh_.view(-1, 1, 1, 1, 1),
+        tok_a.view(1, n, n, n, 1),
+        (d.view(1, n, 1, 1, 1) - kw.view(1, 1, 1, 1, s)) + (s - 1),
+    )
+    # Bt / Ct: token (d, h, x) or the padded token, tables h / w.
+    tok_x = torch.where(
+        x[None, None, :] < n,
+        (d[:, None, None] * n + h[None, :, None]) * n + x.clamp(max=n - 1)[None, None, :],
+        torch.full((), n**3, device=device),
+    )
+    tok_e = tok_x.view(1, n, n, 1, 1, s)
+    j_b = span + h.view(1, 1, n, 1, 1, 1) - kw.view(1, 1, 1, s, 1, 1) + (s - 1)
+    j_c = 2 * span + x.view(1, 1, 1, 1, 1, s) - kw.view(1, 1, 1, s, 1, 1) + (s - 1)
+    shape = (1, 1, n, s, 1, s)
+    j_e = torch.cat((j_b.expand(shape), j_c.expand(shape)), dim=4)  # (1, 1, n, S_kw, 2, S_x)
+    idx_e = flat(bh_.view(-1, 1, 1, 1, 1, 1), tok_e, j_e)  # (bh, n, n, S_kw, 2, S_x)
+    return torch.cat((idx_a.reshape(-1), idx_e.reshape(-1)))
+
+
+@functools.lru_cache(maxsize=32)
+def _pad_constants(n: int, side: int, device: torch.device, dtype: torch.dtype):
+    """``(ind, sel, neg)`` for the virtual pad keys.
+
+    ``ind`` (S, 3): sums ``x`` into the groups ``lo``, ``hi``, ``all``.
+    ``sel`` (6, 3): picks ``log SB(g) + log SC(g')`` for the three terms
+    ``(hi, all)``, ``(lo, hi)``, ``(lo, lo)`` from ``[B lo, hi, all, C lo, hi, all]``.
+    ``neg`` (S, 3): ``-inf`` drops the third term where ``kw < n``.
+    """
+    x = torch.arange(side, device=device)
+    ind = torch.stack((x < n, x >= n, torch.ones_like(x, dtype=torch.bool)), dim=1).to(dtype)
+    sel = torch.zeros(6, 3, device=device, dtype=dtype)
+    sel[1, 0] = sel[5, 0] = 1.0  # SB(hi) SC(all)
+    sel[0, 1] = sel[4, 1] = 1.0  # SB(lo) SC(hi)
+    sel[0, 2] = sel[3, 2] = 1.0  # SB(lo) SC(lo), only for kw >= n
+    neg = torch.zeros(side, 3, device=device, dtype=dtype)
+    neg[:n, 2] = float("-inf")
+    return ind, sel, neg
+
+
+def relpos_attention(
+    qkv: torch.Tensor,
     n: int,
     side: int,
-    tables: Tables,
-    pad_q: torch.Tensor | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """The three relative-position terms ``A``, ``Bt``, ``Ct`` (see module doc).
+    rel_pos: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
+    num_heads: int,
+) -> torch.Tensor:
+    """Attention of the ``n^3`` real tokens with the official relative bias.
+
+    Equals the official attention over a zero-padded ``side^3`` window
+    (``side > n``) or global attention (``side == n``), see the module doc.
 
     Args:
-        q: ``(B, heads, n^3, hd)`` unscaled queries of the real tokens.
-        n: real grid side.
-        side: side ``S >= n`` of the attended (padded) cube.
-        tables: ``(S, S, hd)`` tables for the d, h, w axes.
-        pad_q: ``(heads, hd)`` query of a padded token (needed when ``S > n``).
+        qkv: ``(B, n^3 + V, 3 * C)`` output of the ``qkv`` linear, channel layout
+            ``[q | k | v]`` x heads x head_dim; tokens in C order over the
+            ``(D, H, W)`` grid, followed by ``V = num_virtual_keys(n, side)``
+            rows computed from all-zero inputs (the padded token).
+        n: real grid side; side: attended cube side ``S >= n``.
+        rel_pos: the block's ``rel_pos_d``, ``rel_pos_h``, ``rel_pos_w``.
+        num_heads: number of heads.
 
     Returns:
-        ``A``: ``(B, heads, n, n, n, S)``; ``Bt`` and ``Ct``: ``(B, heads, n, n, S, S)``.
+        ``(B, n^3, C)``: per-token attention output, heads concatenated (before ``proj``).
     """
-    bsz, heads, _, hd = q.shape
-    q5 = q.reshape(bsz, heads, n, n, n, hd)
-    if side > n:
-        if pad_q is None:
-            raise ValueError("pad_q is required when the window is larger than the grid")
-        fill = pad_q.to(q.dtype).view(1, heads, 1, 1, 1, hd).expand(bsz, heads, n, n, side - n, hd)
-        q_ext = torch.cat((q5, fill), dim=4)  # (B, heads, n, n, S, hd)
+    bsz, rows_in, three_c = qkv.shape
+    hd = three_c // (3 * num_heads)
+    tokens, nv = n**3, num_virtual_keys(n, side)
+    if side < n or rows_in != tokens + nv:
+        raise ValueError(f"qkv has {rows_in} rows, expected {tokens} + {nv} (n={n}, side={side})")
+    bh, rows = bsz * num_heads, bsz * num_heads * n * n
+    qkv5 = qkv.view(bsz, rows_in, 3, num_heads, hd)
+    q_all, k, v = (qkv5[:, :, i].transpose(1, 2) for i in range(3))  # (B, heads, rows_in, hd)
+
+    # Every q . rel_pos[j] product for the real tokens and the padded one, in one matmul.
+    tables = torch.cat([_resized(t, side) for t in rel_pos]).to(qkv.dtype)  # (3(2S-1), hd)
+    q_r = q_all[:, :, : tokens + (1 if nv else 0)].reshape(bh, -1, hd)  # a view when B == 1
+    r = torch.bmm(q_r, tables.t().expand(bh, hd, tables.shape[0]))
+    g = torch.take(r, _take_index(bh, n, side, qkv.device))
+    a = g[: rows * n * side].view(rows, n, side)  # [row=(b,h,d,h'), w, kw]
+    e = g[rows * n * side :].view(rows, side, 2, side)  # [row, kw, Bt|Ct, x]
+
+    # Real keys: bias[row, w, kd, kh, kw] = A[w, kw] + Bt[kd, kw] + Ct[kh, kw].
+    b_t = e[:, :n, 0, :n].transpose(1, 2)  # (rows, kd, kw)
+    c_t = e[:, :n, 1, :n].transpose(1, 2)  # (rows, kh, kw)
+    bc = b_t[:, :, None, :] + c_t[:, None, :, :]  # (rows, kd, kh, kw)
+    real = (a[:, :, None, None, :n], bc[:, None])
+    if nv:
+        # Virtual pad keys: log of the lo/hi/all sums over x, stabilised per (row, kw, term).
+        ind, sel, neg = _pad_constants(n, side, qkv.device, qkv.dtype)
+        m = e.amax(dim=-1, keepdim=True)
+        sums = torch.matmul((e - m).exp_(), ind)  # (rows, S_kw, 2, 3)
+        logs = sums.clamp_min_(torch.finfo(sums.dtype).tiny).log_().add_(m)
+        vbias = torch.baddbmm(neg, logs.view(rows, side, 6), sel.expand(rows, 6, 3))
+        virtual = (a[:, :, :, None], vbias[:, None])  # -> (rows, w, kw, term)
+
+    mask_shape = (bsz, num_heads, tokens, tokens + nv)
+    if torch.is_grad_enabled() and (qkv.requires_grad or any(t.requires_grad for t in rel_pos)):
+        parts = [torch.add(*real).reshape(rows, n, tokens)]  # autograd: no out= writes
+        if nv:
+            parts.append(torch.add(*virtual).reshape(rows, n, nv))
+        mask = torch.cat(parts, dim=-1).view(mask_shape)
     else:
-        q_ext = q5
-    t_d, t_h, t_w = tables
-    a = torch.einsum("bndhwc,dkc->bndhwk", q5, t_d[:n])
-    b = torch.einsum("bndhxc,hkc->bndhxk", q_ext, t_h[:n])
-    c = torch.einsum("bndhxc,xkc->bndhxk", q_ext, t_w)
-    return a, b, c
-
-
-def real_key_bias(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, n: int) -> torch.Tensor:
-    """Bias towards the ``n^3`` real keys: ``(B, heads, n^3, n^3)`` (rows = queries)."""
-    bias = (
-        a[..., None, None, :n]  # (.., d, h, w, 1, 1, kw)
-        + b[..., None, :n, None, :n]  # (.., d, h, 1, kd, 1, kw)
-        + c[..., None, None, :n, :n]  # (.., d, h, 1, 1, kh, kw)
-    )
-    return bias.reshape(*bias.shape[:2], n**3, n**3)
-
-
-def pad_key_log_mass(a: torch.Tensor, b: torch.Tensor, c: torch.Tensor, n: int) -> torch.Tensor:
-    """``log sum_{padded keys} exp(bias)`` per real query: ``(B, heads, n^3)``."""
-    b_lo = torch.logsumexp(b[..., :n, :], dim=-2)  # (B, heads, n, n, S) indexed by kw
-    b_hi = torch.logsumexp(b[..., n:, :], dim=-2)
-    c_lo = torch.logsumexp(c[..., :n, :], dim=-2)
-    c_hi = torch.logsumexp(c[..., n:, :], dim=-2)
-    b_all = torch.logaddexp(b_lo, b_hi)
-    c_all = torch.logaddexp(c_lo, c_hi)
-    inner = torch.cat(
-        (
-            torch.logaddexp(b_hi + c_all, b_lo + c_hi)[..., :n],  # kw real: (kd, kh) not both real
-            (b_all + c_all)[..., n:],  # kw padded: every (kd, kh)
-        ),
-        dim=-1,
-    )
-    mass = torch.logsumexp(a + inner[..., :, :, None, :], dim=-1)  # (B, heads, n, n, n)
-    return mass.flatten(-3)
-
-
-def global_attention(
-    q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, n: int, tables: Tables
-) -> torch.Tensor:
-    """Global attention over an ``n^3`` grid with the official relative bias.
-
-    ``q, k, v``: ``(B, heads, n^3, hd)``; ``tables``: three ``(n, n, hd)``.
-    Returns ``(B, heads, n^3, hd)``.
-    """
-    a, b, c = rel_pos_terms(q, n, n, tables)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=real_key_bias(a, b, c, n))
-
-
-def single_window_attention(
-    q: torch.Tensor,
-    k: torch.Tensor,
-    v: torch.Tensor,
-    n: int,
-    window: int,
-    tables: Tables,
-    pad_qkv: tuple[torch.Tensor, torch.Tensor, torch.Tensor],
-) -> torch.Tensor:
-    """Exact equivalent of the official zero-padded window attention (grid fits one window).
-
-    Args:
-        q, k, v: ``(B, heads, n^3, hd)`` for the real tokens (``n <= window``).
-        n: real grid side.
-        window: window side ``S``; the official code pads the grid to ``S^3``.
-        tables: three ``(S, S, hd)`` relative-position tables.
-        pad_qkv: ``(heads, hd)`` query, key and value of a padded token, i.e. the
-            ``qkv`` bias split into its q, k, v parts (zeros without bias).
-
-    Returns:
-        ``(B, heads, n^3, hd)``: attention output of the real tokens.
-    """
-    if n > window:
-        raise ValueError(f"grid side {n} does not fit in one window of side {window}")
-    pad_q, pad_k, pad_v = pad_qkv
-    a, b, c = rel_pos_terms(q, n, window, tables, pad_q)
-    bias = real_key_bias(a, b, c, n)
-    if n == window:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    bias = torch.cat((bias, pad_key_log_mass(a, b, c, n).unsqueeze(-1)), dim=-1)
-    bsz, heads, _, hd = q.shape
-    k = torch.cat((k, pad_k.to(k.dtype).view(1, heads, 1, hd).expand(bsz, -1, -1, -1)), dim=2)
-    v = torch.cat((v, pad_v.to(v.dtype).view(1, heads, 1, hd).expand(bsz, -1, -1, -1)), dim=2)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+        # Write both parts straight into the mask (no concatenation copy).
+        mask = torch.empty(mask_shape, device=qkv.device, dtype=qkv.dtype)
+        flat = mask.view(rows, n, tokens + nv)
+        torch.add(*real, out=flat[..., :tokens].view(rows, n, n, n, n))
+        if nv:
+            torch.add(*virtual, out=flat[..., tokens:].view(rows, n, side, 3))
+    out = F.scaled_dot_product_attention(q_all[:, :, :tokens], k, v, attn_mask=mask)
+    return out.transpose(1, 2).reshape(bsz, tokens, num_heads * hd)

@@ -35,8 +35,9 @@ from functools import partial
 
 import torch
 from torch import nn
+from torch.nn import functional as F
 
-from .fast_encoder import global_attention, rel_pos_table, single_window_attention
+from .fast_encoder import num_virtual_keys, rel_pos_table, relpos_attention
 from .transformer import LayerNorm3d, MLPBlock
 
 __all__ = ["ImageEncoderViT3D", "Block3D", "Attention3D", "PatchEmbed3D"]
@@ -138,22 +139,19 @@ class Attention3D(nn.Module):
         result equals the official zero-padded window attention restricted to
         the real tokens (see :mod:`.fast_encoder`).
         """
-        grid = tuple(x.shape[1:4])
-        n = grid[0]
-        if not self.use_rel_pos or grid != (n, n, n):
+        bsz, n = x.shape[0], x.shape[1]
+        if not self.use_rel_pos or tuple(x.shape[1:4]) != (n, n, n):
             raise NotImplementedError("fast path needs relative positions and a cubic grid")
-        q, k, v = self._qkv(x)
-        if window == 0:
-            out = global_attention(q, k, v, n, self._tables(grid))
-        else:
-            dim = self.num_heads * self.head_dim
-            bias = self.qkv.bias
-            if bias is None:
-                bias = torch.zeros(3 * dim, dtype=x.dtype, device=x.device)
-            pad_qkv = tuple(bias.view(3, self.num_heads, self.head_dim).unbind(0))
-            tables = self._tables((window,) * 3)
-            out = single_window_attention(q, k, v, n, window, tables, pad_qkv)
-        return self._merge(out, grid)
+        side = window or n
+        tokens = x.reshape(bsz, n**3, -1)
+        extra = num_virtual_keys(n, side)
+        if extra:
+            # Zero rows = the official padded tokens: their q/k/v (the qkv bias)
+            # come out of the same matmul, right where the attention reads them.
+            tokens = F.pad(tokens, (0, 0, 0, extra))
+        rel = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
+        out = relpos_attention(self.qkv(tokens), n, side, rel, self.num_heads)
+        return self.proj(out).view(x.shape)
 
 
 def _window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
