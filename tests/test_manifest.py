@@ -1,6 +1,7 @@
 """The npe2 manifest is valid and every python_name imports, exactly as napari would import it."""
 
 import importlib
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -15,7 +16,11 @@ def test_manifest_validates():
     manifest = npe2.PluginManifest.from_file(MANIFEST)
     assert manifest.name == "napari-openmedlab"
     npe2_cli = Path(sys.executable).with_name("npe2")
-    result = subprocess.run([str(npe2_cli), "validate", str(MANIFEST)], capture_output=True, text=True)
+    # npe2 prints a check mark: force UTF-8 so a C locale (as in CI) cannot break the run
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8", "PYTHONUTF8": "1"}
+    result = subprocess.run(
+        [str(npe2_cli), "validate", str(MANIFEST)], capture_output=True, env=env, encoding="utf-8", errors="replace"
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 

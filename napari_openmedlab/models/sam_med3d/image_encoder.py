@@ -43,6 +43,42 @@ from .transformer import LayerNorm3d, MLPBlock
 __all__ = ["ImageEncoderViT3D", "Block3D", "Attention3D", "PatchEmbed3D"]
 
 
+def _onednn_ok(x: torch.Tensor, layer: nn.Linear) -> bool:
+    """Whether :func:`_linear` may use the fused oneDNN kernel (fp32 CPU inference only)."""
+    return (
+        _HAS_ONEDNN_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == layer.weight.dtype == torch.float32
+        and layer.bias is not None
+        and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+        and not torch.is_autocast_enabled("cpu")
+    )
+
+
+_HAS_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+
+
+def _linear(
+    x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``layer(x)``, then exact (erf) GELU or ``+ residual`` (not both).
+
+    On CPU the bias, GELU and residual add are fused into the one oneDNN matmul
+    call that inductor uses: each separate elementwise pass over the activations
+    is a parallel region, and on small shared CPUs those (not the FLOPs) are
+    what stalls. Same numbers as the unfused ops up to fp32 rounding.
+    """
+    if _onednn_ok(x, layer):
+        mkldnn = torch.ops.mkldnn
+        if residual is not None:
+            return mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
+        return mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none")
+    out = layer(x)
+    if gelu:
+        out = F.gelu(out)
+    return out if residual is None else out + residual
+
+
 class PatchEmbed3D(nn.Module):
     """``(B, C_in, D, H, W) -> (B, D/p, H/p, W/p, E)`` via a strided ``Conv3d`` (``proj``)."""
 
@@ -132,12 +168,12 @@ class Attention3D(nn.Module):
         out = logits.softmax(dim=-1) @ v
         return self._merge(out, grid)
 
-    def forward_fast(self, x: torch.Tensor, window: int = 0) -> torch.Tensor:
-        """Exact fast path on the *unpadded* tokens ``x`` (``(B, n, n, n, C)``).
+    def attend_fast(self, x: torch.Tensor, window: int = 0) -> torch.Tensor:
+        """Exact fast path on the *unpadded* tokens ``x`` (``(B, n, n, n, C)``), before ``proj``.
 
         ``window == 0``: global attention. Otherwise ``n <= window`` and the
         result equals the official zero-padded window attention restricted to
-        the real tokens (see :mod:`.fast_encoder`).
+        the real tokens (see :mod:`.fast_encoder`). Returns ``(B, n^3, C)``.
         """
         bsz, n = x.shape[0], x.shape[1]
         if not self.use_rel_pos or tuple(x.shape[1:4]) != (n, n, n):
@@ -148,10 +184,13 @@ class Attention3D(nn.Module):
         if extra:
             # Zero rows = the official padded tokens: their q/k/v (the qkv bias)
             # come out of the same matmul, right where the attention reads them.
-            tokens = F.pad(tokens, (0, 0, 0, extra))
+            tokens = torch.cat((tokens, tokens.new_zeros(bsz, extra, tokens.shape[-1])), dim=1)
         rel = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
-        out = relpos_attention(self.qkv(tokens), n, side, rel, self.num_heads)
-        return self.proj(out).view(x.shape)
+        return relpos_attention(_linear(tokens, self.qkv), n, side, rel, self.num_heads)
+
+    def forward_fast(self, x: torch.Tensor, window: int = 0) -> torch.Tensor:
+        """:meth:`attend_fast` followed by ``proj``: ``(B, n, n, n, C)`` -> same shape."""
+        return self.proj(self.attend_fast(x, window)).view(x.shape)
 
 
 def _window_partition(x: torch.Tensor, ws: int) -> tuple[torch.Tensor, tuple[int, int, int]]:
@@ -211,21 +250,33 @@ class Block3D(nn.Module):
         self.mlp = MLPBlock(dim, int(dim * mlp_ratio), act_layer)
         self.window_size = window_size
 
-    def _attend(self, x: torch.Tensor, fast: bool) -> torch.Tensor:
+    def _can_fast(self, x: torch.Tensor) -> bool:
+        n, ws = x.shape[1], self.window_size
+        cubic = tuple(x.shape[1:4]) == (n, n, n)
+        return self.attn.use_rel_pos and cubic and (ws == 0 or n <= ws)
+
+    def _attend_reference(self, x: torch.Tensor) -> torch.Tensor:
         ws = self.window_size
-        grid = tuple(x.shape[1:4])
-        cubic = grid == (grid[0],) * 3
-        can_fast = fast and self.attn.use_rel_pos and cubic and (ws == 0 or grid[0] <= ws)
-        if can_fast:
-            return self.attn.forward_fast(x, ws)
         if ws == 0:
             return self.attn.forward_reference(x)
         win, padded = _window_partition(x, ws)
-        return _window_unpartition(self.attn.forward_reference(win), ws, padded, grid)
+        return _window_unpartition(self.attn.forward_reference(win), ws, padded, tuple(x.shape[1:4]))
 
     def forward(self, x: torch.Tensor, fast: bool = True) -> torch.Tensor:
-        x = x + self._attend(self.norm1(x), fast)
-        return x + self.mlp(self.norm2(x))
+        if not (fast and self._can_fast(x)):
+            x = x + self._attend_reference(self.norm1(x))
+            return x + self.mlp(self.norm2(x))
+        # Fast path: tokens as (B, N, C); proj + residual and lin1 + GELU are fused.
+        shape = x.shape
+        x = x.contiguous().view(shape[0], -1, shape[-1])
+        attn = self.attn.attend_fast(self.norm1(x).view(shape), self.window_size)
+        x = _linear(attn, self.attn.proj, residual=x)
+        act = self.mlp.act
+        if isinstance(act, nn.GELU) and act.approximate == "none":
+            hidden = _linear(self.norm2(x), self.mlp.lin1, gelu=True)
+        else:
+            hidden = act(self.mlp.lin1(self.norm2(x)))
+        return _linear(hidden, self.mlp.lin2, residual=x).view(shape)
 
 
 class ImageEncoderViT3D(nn.Module):
