@@ -103,7 +103,7 @@ def test_clicks_on_several_slices_propagate_from_the_prompts(make_widget, tmp_pa
 
 
 def test_cancel_escape_newer_prompt_and_commit_while_running(make_widget, tmp_path, ct, liver, qtbot):
-    viewer, w, engine = _with_2d_engine(make_widget, tmp_path, ct, liver, delay=0.05)
+    viewer, w, engine = _with_2d_engine(make_widget, tmp_path, ct, liver, delay=0.15)
     s = w.session
     z = int(np.argmax(liver.sum(axis=(1, 2))))
     depth = ndimage.distance_transform_edt(liver[z])
