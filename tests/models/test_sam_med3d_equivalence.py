@@ -249,3 +249,59 @@ def test_fast_encoder_matches_reference_path(name):
     assert fast.shape == (batch, 96, 4, 4, 4)
     assert torch.equal(ref, default_ref)
     assert _max_diff(fast, ref) <= TOL
+
+
+def test_fast_encoder_is_differentiable_and_matches_reference_gradients():
+    """With autograd on, the fast path takes its unfused branches (no oneDNN fusion,
+    no ``out=`` writes) and must still match the reference path, gradients included."""
+    config, batch = SMALL_CONFIGS["official_window_14"]
+    torch.manual_seed(0)
+    model = build_sam_med3d(config)
+    _randomise(model, seed=7)
+    x = torch.randn(batch, 1, 64, 64, 64, generator=torch.Generator().manual_seed(4))
+    encoder = model.image_encoder
+    probes = [encoder.blocks[0].attn.rel_pos_d, encoder.blocks[0].attn.qkv.bias, encoder.pos_embed]
+    grads = {}
+    for fast in (True, False):
+        encoder.zero_grad()
+        out = encoder(x, fast=fast)
+        out.square().sum().backward()
+        grads[fast] = (out.detach(), [p.grad.clone() for p in probes])
+    assert _max_diff(grads[True][0], grads[False][0]) <= TOL
+    for got, ref in zip(grads[True][1], grads[False][1]):
+        assert _max_diff(got, ref) <= TOL * max(1.0, ref.abs().max().item())
+
+
+def test_serial_cpu_ops_restores_the_thread_count():
+    from napari_openmedlab.models.sam_med3d.fast_encoder import serial_cpu_ops
+
+    before = torch.get_num_threads()
+    with serial_cpu_ops():
+        assert torch.get_num_threads() == 1
+        with serial_cpu_ops():  # nested: stays serial, restores nothing early
+            pass
+        assert torch.get_num_threads() == 1
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), serial_cpu_ops():
+        raise RuntimeError("restored on errors too")
+    assert torch.get_num_threads() == before
+    with serial_cpu_ops(enabled=False):
+        assert torch.get_num_threads() == before
+
+
+def test_fast_encoder_stays_exact_with_huge_relative_position_logits():
+    """Bias terms of hundreds (far beyond exp's fp32 range) must not overflow the
+    padded-key sums: they are stabilised per column before exponentiation."""
+    config, _ = SMALL_CONFIGS["official_window_14"]
+    torch.manual_seed(0)
+    model = build_sam_med3d(config)
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for name, p in model.image_encoder.named_parameters():
+            if "rel_pos" in name or name.endswith("qkv.bias"):
+                p.copy_(torch.randn(p.shape, generator=gen) * 5.0)
+    x = torch.randn(1, 1, 64, 64, 64, generator=gen)
+    with torch.inference_mode():
+        fast, ref = model.encode(x, fast=True), model.encode(x, fast=False)
+    assert torch.isfinite(fast).all()
+    assert _max_diff(fast, ref) <= TOL

@@ -51,26 +51,29 @@ exact to fp32 rounding. Attention thus shrinks from 2744 x 2744 to
 
 Why it is written this way (CPU performance)
 --------------------------------------------
-On small (2-core, shared) CPUs the cost is dominated not by FLOPs but by the
-*number* of large tensor operations: each one is a parallel region that stalls
-when another process holds a core, and each fresh large tensor costs page
-faults. So: every ``q . table`` product comes from ONE batched matmul against
-the concatenated raw tables (no gathered ``(S, S, hd)`` tables), one cached
-``take`` index picks all three terms, the padded token's ``q``/``k``/``v`` come
-out of the ``qkv`` linear itself (zero rows appended to its input), the bias is
-written in place into the attention mask, and the attention is one
+On small shared CPUs (2 cores, other processes running) the cost is dominated
+not by FLOPs but by the *number* of tensor operations: each op over more than
+~32k elements opens an OpenMP parallel region, and waking the second thread
+costs milliseconds when another process holds that core. So the bias is built
+from few ops, all run single-threaded (:func:`serial_cpu_ops`): every
+``q . table`` product comes from ONE batched matmul against the concatenated
+raw tables (no gathered ``(S, S, hd)`` tables), one cached ``take`` index picks
+all three terms, and the bias is written in place into the attention mask. The
+padded token's ``q``/``k``/``v`` come out of the ``qkv`` linear itself (zero
+rows appended to its input), and the attention is one parallel
 :func:`torch.nn.functional.scaled_dot_product_attention` call reading ``q``,
 ``k``, ``v`` as strided views of the ``qkv`` output.
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 
 import torch
 from torch.nn import functional as F
 
-__all__ = ["rel_pos_table", "num_virtual_keys", "relpos_attention"]
+__all__ = ["rel_pos_table", "num_virtual_keys", "relpos_attention", "serial_cpu_ops", "fused_linear"]
 
 
 def _resized(rel_pos: torch.Tensor, size: int) -> torch.Tensor:
@@ -100,7 +103,99 @@ def num_virtual_keys(n: int, side: int) -> int:
     return 3 * side if side > n else 0
 
 
-@functools.lru_cache(maxsize=32)
+@contextlib.contextmanager
+def serial_cpu_ops(enabled: bool = True):
+    """Run the enclosed CPU tensor ops on the calling thread only (intra-op threads = 1).
+
+    Why: every op over more than ~32k elements opens an OpenMP parallel region,
+    and on a small shared CPU waking the second thread costs far more than the
+    op itself (measured on 2 cores: 64k-element ``log_`` 1.8 ms with 2 threads
+    vs 0.3 ms with 1; 8 ms vs 0.9 ms while another process is busy). The many
+    small bias ops are cheaper serial; the matmuls and the attention stay
+    parallel. ``torch.set_num_threads`` acts on the calling thread's OpenMP and
+    MKL settings (torch also keeps it as the default for threads started
+    meanwhile); the previous value is restored on exit. Nested uses are no-ops.
+    """
+    saved = torch.get_num_threads() if enabled else 1
+    if saved == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(saved)
+
+
+def _has_onednn_linear() -> bool:
+    try:  # private op used by inductor; absent from builds without oneDNN
+        return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
+    except Exception:  # pragma: no cover - depends on the torch build
+        return False
+
+
+_HAS_ONEDNN_LINEAR = _has_onednn_linear()
+
+
+def _cpu_autocast() -> bool:
+    try:
+        return torch.is_autocast_enabled("cpu")
+    except TypeError:  # torch < 2.4
+        return torch.is_autocast_cpu_enabled()
+
+
+def _onednn_ok(x: torch.Tensor, layer: torch.nn.Linear) -> bool:
+    """Whether :func:`fused_linear` may use the fused oneDNN kernel (fp32 CPU inference only)."""
+    return (
+        _HAS_ONEDNN_LINEAR
+        and x.device.type == "cpu"
+        and x.dtype == layer.weight.dtype == torch.float32
+        and layer.bias is not None
+        and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
+        and not _cpu_autocast()
+    )
+
+
+def fused_linear(
+    x: torch.Tensor, layer: torch.nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None
+) -> torch.Tensor:
+    """``layer(x)``, then exact (erf) GELU or ``+ residual`` (not both).
+
+    On CPU the bias, GELU and residual add are fused into the one oneDNN matmul
+    call that inductor uses: each separate elementwise pass over the activations
+    is a parallel region, and on small shared CPUs those (not the FLOPs) are
+    what stalls. Same numbers as the unfused ops up to fp32 rounding.
+    """
+    if gelu and residual is not None:
+        raise ValueError("fused_linear applies GELU or a residual add, not both")
+    fits = residual is None or (
+        residual.shape == (*x.shape[:-1], layer.out_features) and residual.is_contiguous()
+    )
+    if fits and _onednn_ok(x, layer):
+        mkldnn = torch.ops.mkldnn
+        if residual is not None:
+            return mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
+        return mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none")
+    out = layer(x)
+    if gelu:
+        out = F.gelu(out)
+    return out if residual is None else out + residual
+
+
+def _cached_constant(fn):
+    """``lru_cache`` for constant index/selector tensors. They are built outside
+    inference mode so that autograd may save them even if the first call came
+    from ``torch.inference_mode()``."""
+
+    @functools.lru_cache(maxsize=32)
+    def build(*args):
+        with torch.inference_mode(False):
+            return fn(*args)
+
+    return functools.wraps(fn)(build)
+
+
+@_cached_constant
 def _take_index(bh: int, n: int, side: int, device: torch.device) -> torch.Tensor:
     """Flat index into ``R`` (``(bh, T, 3 * (2S - 1))``, see :func:`relpos_attention`)
     giving ``A`` as ``(bh, n, n, n_w, S_kw)`` followed by ``Bt``/``Ct`` as
@@ -136,7 +231,7 @@ def _take_index(bh: int, n: int, side: int, device: torch.device) -> torch.Tenso
     return torch.cat((idx_a.reshape(-1), idx_e.reshape(-1)))
 
 
-@functools.lru_cache(maxsize=32)
+@_cached_constant
 def _pad_constants(n: int, side: int, device: torch.device, dtype: torch.dtype):
     """``(ind, sel, neg)`` for the virtual pad keys.
 
@@ -185,15 +280,27 @@ def relpos_attention(
     tokens, nv = n**3, num_virtual_keys(n, side)
     if side < n or rows_in != tokens + nv:
         raise ValueError(f"qkv has {rows_in} rows, expected {tokens} + {nv} (n={n}, side={side})")
-    bh, rows = bsz * num_heads, bsz * num_heads * n * n
     qkv5 = qkv.view(bsz, rows_in, 3, num_heads, hd)
-    q_all, k, v = (qkv5[:, :, i].transpose(1, 2) for i in range(3))  # (B, heads, rows_in, hd)
+    # Strided views, no copies: SDPA reads them in place and its output is
+    # laid out (B, tokens, heads, hd), so the final reshape is free too.
+    q, k, v = (qkv5[:, :, i].transpose(1, 2) for i in range(3))  # (B, heads, rows_in, hd)
+    with serial_cpu_ops(qkv.device.type == "cpu"):
+        mask = _relpos_mask(qkv5, n, side, rel_pos)
+    out = F.scaled_dot_product_attention(q[:, :, :tokens], k, v, attn_mask=mask)
+    return out.transpose(1, 2).reshape(bsz, tokens, num_heads * hd)
 
+
+def _relpos_mask(qkv5: torch.Tensor, n: int, side: int, rel_pos) -> torch.Tensor:
+    """Attention mask ``(B, heads, n^3, n^3 + V)`` of :func:`relpos_attention`."""
+    bsz, _, _, num_heads, hd = qkv5.shape
+    tokens, nv = n**3, num_virtual_keys(n, side)
+    bh, rows = bsz * num_heads, bsz * num_heads * n * n
+    q_all = qkv5[:, :, 0].transpose(1, 2)
     # Every q . rel_pos[j] product for the real tokens and the padded one, in one matmul.
-    tables = torch.cat([_resized(t, side) for t in rel_pos]).to(qkv.dtype)  # (3(2S-1), hd)
+    tables = torch.cat([_resized(t, side) for t in rel_pos]).to(qkv5.dtype)  # (3(2S-1), hd)
     q_r = q_all[:, :, : tokens + (1 if nv else 0)].reshape(bh, -1, hd)  # a view when B == 1
     r = torch.bmm(q_r, tables.t().expand(bh, hd, tables.shape[0]))
-    g = torch.take(r, _take_index(bh, n, side, qkv.device))
+    g = torch.take(r, _take_index(bh, n, side, qkv5.device))
     a = g[: rows * n * side].view(rows, n, side)  # [row=(b,h,d,h'), w, kw]
     e = g[rows * n * side :].view(rows, side, 2, side)  # [row, kw, Bt|Ct, x]
 
@@ -203,8 +310,10 @@ def relpos_attention(
     bc = b_t[:, :, None, :] + c_t[:, None, :, :]  # (rows, kd, kh, kw)
     real = (a[:, :, None, None, :n], bc[:, None])
     if nv:
-        # Virtual pad keys: log of the lo/hi/all sums over x, stabilised per (row, kw, term).
-        ind, sel, neg = _pad_constants(n, side, qkv.device, qkv.dtype)
+        # Virtual pad keys: log of the lo/hi/all sums over x, each Bt / Ct column
+        # stabilised by its own max. The clamp keeps log finite (-inf * 0 in the
+        # ``sel`` matmul would be NaN); a clamped sum is negligible (module doc).
+        ind, sel, neg = _pad_constants(n, side, qkv5.device, qkv5.dtype)
         m = e.amax(dim=-1, keepdim=True)
         sums = torch.matmul((e - m).exp_(), ind)  # (rows, S_kw, 2, 3)
         logs = sums.clamp_min_(torch.finfo(sums.dtype).tiny).log_().add_(m)
@@ -212,17 +321,15 @@ def relpos_attention(
         virtual = (a[:, :, :, None], vbias[:, None])  # -> (rows, w, kw, term)
 
     mask_shape = (bsz, num_heads, tokens, tokens + nv)
-    if torch.is_grad_enabled() and (qkv.requires_grad or any(t.requires_grad for t in rel_pos)):
+    if torch.is_grad_enabled() and (qkv5.requires_grad or any(t.requires_grad for t in rel_pos)):
         parts = [torch.add(*real).reshape(rows, n, tokens)]  # autograd: no out= writes
         if nv:
             parts.append(torch.add(*virtual).reshape(rows, n, nv))
-        mask = torch.cat(parts, dim=-1).view(mask_shape)
-    else:
-        # Write both parts straight into the mask (no concatenation copy).
-        mask = torch.empty(mask_shape, device=qkv.device, dtype=qkv.dtype)
-        flat = mask.view(rows, n, tokens + nv)
-        torch.add(*real, out=flat[..., :tokens].view(rows, n, n, n, n))
-        if nv:
-            torch.add(*virtual, out=flat[..., tokens:].view(rows, n, side, 3))
-    out = F.scaled_dot_product_attention(q_all[:, :, :tokens], k, v, attn_mask=mask)
-    return out.transpose(1, 2).reshape(bsz, tokens, num_heads * hd)
+        return torch.cat(parts, dim=-1).view(mask_shape)
+    # Write both parts straight into the mask (no concatenation copy).
+    mask = torch.empty(mask_shape, device=qkv5.device, dtype=qkv5.dtype)
+    flat = mask.view(rows, n, tokens + nv)
+    torch.add(*real, out=flat[..., :tokens].view(rows, n, n, n, n))
+    if nv:
+        torch.add(*virtual, out=flat[..., tokens:].view(rows, n, side, 3))
+    return mask

@@ -22,10 +22,15 @@ Official quirks kept on purpose (the weights were trained with them)
   global blocks have tables of ``2 * 8 - 1 = 15`` rows.
 * ``LayerNorm3d`` of the neck uses ``eps = 1e-6`` inside the square root.
 
-Two execution paths give the same numbers (max abs diff ~5e-6 in fp32 on
+Two execution paths give the same numbers (max abs diff ~1e-5 in fp32 on
 random weights; the reference path is bit-identical to the official code):
 ``fast=True`` (default) uses :mod:`.fast_encoder` and never materialises the
 padding; ``fast=False`` is the straightforward padded reference computation.
+On CPU the fast path also keeps the op count low, because on small shared
+machines each parallel op costs far more than its arithmetic: linear layers
+fuse their bias, GELU and residual add (:func:`.fast_encoder.fused_linear`),
+and the small ops (layer norms, attention bias) run single-threaded
+(:func:`.fast_encoder.serial_cpu_ops`).
 """
 
 from __future__ import annotations
@@ -37,46 +42,10 @@ import torch
 from torch import nn
 from torch.nn import functional as F
 
-from .fast_encoder import num_virtual_keys, rel_pos_table, relpos_attention
+from .fast_encoder import fused_linear, num_virtual_keys, rel_pos_table, relpos_attention, serial_cpu_ops
 from .transformer import LayerNorm3d, MLPBlock
 
 __all__ = ["ImageEncoderViT3D", "Block3D", "Attention3D", "PatchEmbed3D"]
-
-
-def _onednn_ok(x: torch.Tensor, layer: nn.Linear) -> bool:
-    """Whether :func:`_linear` may use the fused oneDNN kernel (fp32 CPU inference only)."""
-    return (
-        _HAS_ONEDNN_LINEAR
-        and x.device.type == "cpu"
-        and x.dtype == layer.weight.dtype == torch.float32
-        and layer.bias is not None
-        and not (torch.is_grad_enabled() and (x.requires_grad or layer.weight.requires_grad))
-        and not torch.is_autocast_enabled("cpu")
-    )
-
-
-_HAS_ONEDNN_LINEAR = torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_linear_pointwise")
-
-
-def _linear(
-    x: torch.Tensor, layer: nn.Linear, gelu: bool = False, residual: torch.Tensor | None = None
-) -> torch.Tensor:
-    """``layer(x)``, then exact (erf) GELU or ``+ residual`` (not both).
-
-    On CPU the bias, GELU and residual add are fused into the one oneDNN matmul
-    call that inductor uses: each separate elementwise pass over the activations
-    is a parallel region, and on small shared CPUs those (not the FLOPs) are
-    what stalls. Same numbers as the unfused ops up to fp32 rounding.
-    """
-    if _onednn_ok(x, layer):
-        mkldnn = torch.ops.mkldnn
-        if residual is not None:
-            return mkldnn._linear_pointwise.binary(x, residual, layer.weight, layer.bias, "add")
-        return mkldnn._linear_pointwise(x, layer.weight, layer.bias, "gelu" if gelu else "none", [], "none")
-    out = layer(x)
-    if gelu:
-        out = F.gelu(out)
-    return out if residual is None else out + residual
 
 
 class PatchEmbed3D(nn.Module):
@@ -184,9 +153,10 @@ class Attention3D(nn.Module):
         if extra:
             # Zero rows = the official padded tokens: their q/k/v (the qkv bias)
             # come out of the same matmul, right where the attention reads them.
-            tokens = torch.cat((tokens, tokens.new_zeros(bsz, extra, tokens.shape[-1])), dim=1)
+            with serial_cpu_ops(x.device.type == "cpu"):
+                tokens = torch.cat((tokens, tokens.new_zeros(bsz, extra, tokens.shape[-1])), dim=1)
         rel = (self.rel_pos_d, self.rel_pos_h, self.rel_pos_w)
-        return relpos_attention(_linear(tokens, self.qkv), n, side, rel, self.num_heads)
+        return relpos_attention(fused_linear(tokens, self.qkv), n, side, rel, self.num_heads)
 
     def forward_fast(self, x: torch.Tensor, window: int = 0) -> torch.Tensor:
         """:meth:`attend_fast` followed by ``proj``: ``(B, n, n, n, C)`` -> same shape."""
@@ -267,16 +237,21 @@ class Block3D(nn.Module):
             x = x + self._attend_reference(self.norm1(x))
             return x + self.mlp(self.norm2(x))
         # Fast path: tokens as (B, N, C); proj + residual and lin1 + GELU are fused.
-        shape = x.shape
+        # Layer norms run serially: cheaper than waking a second thread (see serial_cpu_ops).
+        shape, cpu = x.shape, x.device.type == "cpu"
         x = x.contiguous().view(shape[0], -1, shape[-1])
-        attn = self.attn.attend_fast(self.norm1(x).view(shape), self.window_size)
-        x = _linear(attn, self.attn.proj, residual=x)
+        with serial_cpu_ops(cpu):
+            normed = self.norm1(x)
+        attn = self.attn.attend_fast(normed.view(shape), self.window_size)
+        x = fused_linear(attn, self.attn.proj, residual=x)
+        with serial_cpu_ops(cpu):
+            normed = self.norm2(x)
         act = self.mlp.act
         if isinstance(act, nn.GELU) and act.approximate == "none":
-            hidden = _linear(self.norm2(x), self.mlp.lin1, gelu=True)
+            hidden = fused_linear(normed, self.mlp.lin1, gelu=True)
         else:
-            hidden = act(self.mlp.lin1(self.norm2(x)))
-        return _linear(hidden, self.mlp.lin2, residual=x).view(shape)
+            hidden = act(self.mlp.lin1(normed))
+        return fused_linear(hidden, self.mlp.lin2, residual=x).view(shape)
 
 
 class ImageEncoderViT3D(nn.Module):
@@ -343,7 +318,33 @@ class ImageEncoderViT3D(nn.Module):
         use_fast = self.fast if fast is None else bool(fast)
         x = self.patch_embed(x)
         if self.pos_embed is not None:
-            x = x + self.pos_embed
+            if use_fast and not torch.is_grad_enabled():
+                # One op writing the sum channel-last contiguous, as the blocks want it.
+                out = torch.empty_like(x, memory_format=torch.contiguous_format)
+                with serial_cpu_ops(x.device.type == "cpu"):
+                    x = torch.add(x, self.pos_embed, out=out)
+            else:
+                x = x + self.pos_embed
         for blk in self.blocks:
             x = blk(x, fast=use_fast)
+        if use_fast:
+            return self._neck_fast(x)
         return self.neck(x.permute(0, 4, 1, 2, 3))
+
+    def _neck_fast(self, x: torch.Tensor) -> torch.Tensor:
+        """``self.neck`` on channel-last tokens ``(B, n, n, n, C)``, in 4 kernels instead of 20.
+
+        The 1x1 conv is a matmul and ``LayerNorm3d`` (biased variance, eps in
+        the square root) is :func:`torch.nn.functional.layer_norm` over the
+        channel-last axis; equal up to fp32 rounding.
+        """
+        conv1, norm1, conv2, norm2 = self.neck
+        cpu = x.device.type == "cpu"
+        y = F.linear(x, conv1.weight.flatten(1))
+        with serial_cpu_ops(cpu):
+            y = F.layer_norm(y, y.shape[-1:], norm1.weight, norm1.bias, norm1.eps)
+            y = y.permute(0, 4, 1, 2, 3).contiguous()  # a plain NCDHW input spares a weight reorder
+        y = conv2(y).permute(0, 2, 3, 4, 1)
+        with serial_cpu_ops(cpu):
+            y = F.layer_norm(y, y.shape[-1:], norm2.weight, norm2.bias, norm2.eps)
+            return y.permute(0, 4, 1, 2, 3).contiguous()
