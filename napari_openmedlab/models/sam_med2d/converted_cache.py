@@ -10,7 +10,6 @@ passes the restricted one.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -22,24 +21,19 @@ from pathlib import Path
 import torch
 
 from ..errors import CheckpointError
+from ..weights import sha256_of
 
 __all__ = ["CONVERSION_FORMAT", "convert_cached", "converted_paths", "sha256_file"]
 
 log = logging.getLogger(__name__)
 
 CONVERSION_FORMAT = 1
-_CHUNK = 1 << 20
 
 Reader = Callable[[Path], tuple[dict[str, torch.Tensor], dict]]
 """``path -> (state dict, facts)``; facts hold ``state_dict_key`` and ``dropped_globals``."""
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(_CHUNK), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+sha256_file = sha256_of  # one hashing helper for the whole weights cache (models/weights.py)
 
 
 def converted_paths(source: str | os.PathLike, cache_dir: str | os.PathLike) -> tuple[Path, Path]:
