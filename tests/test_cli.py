@@ -54,3 +54,32 @@ def test_bad_point_syntax_is_rejected(capsys):
     with pytest.raises(SystemExit):
         main(["segment", "x.nii.gz", "--model", "seeded-region", "--point", "1,2", "--out", "o.nii.gz"])
     assert "z,y,x" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("point", ["nan,12,15", "1,inf,3"])
+def test_non_finite_points_are_rejected(point, capsys):
+    with pytest.raises(SystemExit):
+        main(["segment", "x.nii.gz", "--model", "seeded-region", "--point", point, "--out", "o.nii.gz"])
+    assert "z,y,x" in capsys.readouterr().err
+
+
+def test_non_finite_click_is_a_prompt_error():
+    from napari_openmedlab.engines import PromptError, Prompts
+
+    with pytest.raises(PromptError, match="not a finite"):
+        Prompts([[np.nan, 1, 1]], [1]).check_inside((5, 5, 5))
+
+
+def test_bad_output_path_fails_before_the_model_runs(shared_data, tmp_path, capsys, monkeypatch):
+    import napari_openmedlab.engines as engines
+
+    def no_engine(*args, **kwargs):
+        raise AssertionError("the engine must not be created for an unwritable output")
+
+    monkeypatch.setattr(engines, "create_engine", no_engine)
+    ct = str(shared_data / "totalseg-ct" / "ct.nii.gz")
+    for out in (tmp_path / "mask.txt", tmp_path / "nodir" / "mask.nii.gz"):
+        code = main(["segment", ct, "--model", "seeded-region", "--point", "15,50,40", "--out", str(out)])
+        assert code == 1
+    err = capsys.readouterr().err
+    assert "choose a suffix" in err and "does not exist" in err

@@ -21,6 +21,7 @@ import threading
 from pathlib import Path
 
 from ..io import Volume, read_volume, write_volume
+from ..io.writers import file_mode_for
 
 RECOVERY_ENV = "OPENMEDLAB_RECOVERY_DIR"
 LABELS_FILE = "labels.nii.gz"
@@ -54,6 +55,7 @@ def write_json_atomic(path: Path, data: dict) -> Path:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             json.dump(data, f, indent=1)
             f.write("\n")
+        os.chmod(tmp, file_mode_for(path))  # mkstemp makes 0600
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
@@ -110,11 +112,15 @@ class RecoveryStore:
 
 
 class Autosaver:
-    """Runs :meth:`RecoveryStore.save` on one background thread, newest snapshot first."""
+    """Runs :meth:`RecoveryStore.save` on one background thread.
+
+    Per recovery folder only the newest snapshot is kept (older ones are superseded), but a
+    snapshot of one image never displaces another image's: switching images loses no save.
+    """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._pending: tuple[RecoveryStore, Volume, dict] | None = None
+        self._pending: dict[str, tuple[RecoveryStore, Volume, dict]] = {}
         self._thread: threading.Thread | None = None
         self._idle = threading.Event()
         self._idle.set()
@@ -124,7 +130,9 @@ class Autosaver:
     def submit(self, store: RecoveryStore, labels: Volume, log: dict) -> None:
         """Queue a save; ``labels`` must be a snapshot the caller no longer changes."""
         with self._lock:
-            self._pending = (store, labels, log)
+            key = os.fspath(store.folder)
+            self._pending.pop(key, None)
+            self._pending[key] = (store, labels, log)
             self._idle.clear()
             if self._thread is None:
                 self._thread = threading.Thread(target=self._run, name="openmedlab-autosave", daemon=True)
@@ -141,8 +149,7 @@ class Autosaver:
     def _run(self) -> None:
         while True:
             with self._lock:
-                job = self._pending
-                self._pending = None
+                job = self._pending.pop(next(iter(self._pending))) if self._pending else None
                 if job is None:
                     self._thread = None
                     self._idle.set()

@@ -134,6 +134,15 @@ def run(args) -> int:
             bar(1.0, "done")
     finally:
         bar.close()
+    scored = [r for r in rows if r.positive is not None]
+    if not scored:  # an empty label map, labels off the image, or only absent classes
+        print("openmedlab eval: error: no object to evaluate: the labels hold none of the requested "
+              "classes on this image (check LABELS, its grid, and --classes)", file=sys.stderr)
+        return 1
+    absent = sorted({(r.case, r.class_id) for r in rows} - {(r.case, r.class_id) for r in scored})
+    for case, class_id in absent:
+        print(f"openmedlab eval: warning: class {class_id} is absent from {case}; its rows are empty",
+              file=sys.stderr)
     out = runner.write_csv(rows, args.out)
     if args.plot:
         runner.plot_dice(rows, args.plot)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 
 
@@ -16,7 +17,10 @@ def parse_point(text: str) -> tuple[tuple[float, float, float], bool]:
     try:
         if len(parts) != 3:
             raise ValueError
-        return (float(parts[0]), float(parts[1]), float(parts[2])), positive
+        zyx = tuple(float(v) for v in parts)
+        if not all(math.isfinite(v) for v in zyx):
+            raise ValueError
+        return zyx, positive
     except ValueError:
         raise argparse.ArgumentTypeError(f"a point is z,y,x[,+|-] in voxels; got {text!r}") from None
 
@@ -27,6 +31,8 @@ def parse_box(text: str):
 
     try:
         z, y0, x0, y1, x1 = (float(v) for v in text.split(","))
+        if not all(math.isfinite(v) for v in (z, y0, x0, y1, x1)):
+            raise ValueError
     except ValueError:
         raise argparse.ArgumentTypeError(f"a box is z,y0,x0,y1,x1 in voxels; got {text!r}") from None
     return Box(axis=0, index=int(z), r0=min(y0, y1), c0=min(x0, x1), r1=max(y0, y1), c1=max(x0, x1))
@@ -54,13 +60,17 @@ def run(args) -> int:
 
     from ..engines import Prompts, create_engine
     from ..io import read_volume, write_volume
+    from ..io.writers import check_output_path
 
     if not args.point and not args.box:
         raise SystemExit("openmedlab segment: give at least one --point or --box")
+    check_output_path(args.out)  # before minutes of model loading and inference
     volume = read_volume(args.image, component=args.component)
     engine = create_engine(args.model, args.checkpoint, args.device)
     if args.box and not engine.supports_boxes:
         raise SystemExit(f"openmedlab segment: {args.model} takes clicks only, not boxes")
+    if args.propagate and not hasattr(engine, "propagate"):
+        raise SystemExit(f"openmedlab segment: {args.model} segments in 3D already; drop --propagate")
     prompts = Prompts(
         points=[p for p, _ in args.point],
         labels=[int(pos) for _, pos in args.point],
@@ -73,8 +83,6 @@ def run(args) -> int:
     engine.set_volume(volume, progress=progress)
     prediction = engine.predict(prompts, progress=progress)
     if args.propagate:
-        if not hasattr(engine, "propagate"):
-            raise SystemExit(f"openmedlab segment: {args.model} segments in 3D already; drop --propagate")
         prediction = engine.propagate(prompts, progress=progress)
     print(file=sys.stderr)
     mask = prediction.to_mask().astype(np.uint8)

@@ -91,6 +91,8 @@ class Prompts:
     def check_inside(self, shape: tuple[int, int, int]) -> None:
         """Raise :class:`PromptError` for a click that lies outside a grid of ``shape``."""
         for p in self.points:
+            if not np.all(np.isfinite(p)):
+                raise PromptError(f"click at voxel (z, y, x) = {tuple(p)} is not a finite position")
             if np.any(p < -0.5) or np.any(p > np.asarray(shape) - 0.5):
                 raise PromptError(
                     f"click at voxel (z, y, x) = {tuple(np.round(p, 1))} lies outside the volume "

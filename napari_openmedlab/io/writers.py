@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import stat
 import tempfile
 from pathlib import Path
 
@@ -28,6 +29,25 @@ def label_dtype_for(array: np.ndarray) -> np.dtype:
     raise VolumeWriteError(f"label id {hi} does not fit in uint16")
 
 
+def check_output_path(path: str | os.PathLike) -> Path:
+    """Refuse an output path we cannot write (suffix, folder) before any work is done."""
+    path = Path(path)
+    if not any(path.name.lower().endswith(s) for s in WRITE_SUFFIXES):
+        raise VolumeWriteError(f"{path.name}: choose a suffix among {', '.join(WRITE_SUFFIXES)}")
+    if not path.parent.is_dir():
+        raise VolumeWriteError(f"{path.parent}: the folder does not exist")
+    return path
+
+
+def file_mode_for(path: Path) -> int:
+    """Permissions for a file written through a temporary: the replaced file's, else 0666 - umask."""
+    if path.exists():
+        return stat.S_IMODE(path.stat().st_mode)
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
 def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = False) -> Path:
     """Write ``volume`` with its exact geometry to NIfTI, NRRD or MHA (chosen by suffix).
 
@@ -37,12 +57,8 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = Fals
     """
     import SimpleITK as sitk
 
-    path = Path(path)
-    suffix = next((s for s in WRITE_SUFFIXES if path.name.lower().endswith(s)), None)
-    if suffix is None:
-        raise VolumeWriteError(f"{path.name}: choose a suffix among {', '.join(WRITE_SUFFIXES)}")
-    if not path.parent.is_dir():
-        raise VolumeWriteError(f"{path.parent}: the folder does not exist")
+    path = check_output_path(path)
+    suffix = next(s for s in WRITE_SUFFIXES if path.name.lower().endswith(s))
     array = volume.array
     if labels:
         array = array.astype(label_dtype_for(array), copy=False)
@@ -54,6 +70,7 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = Fals
     os.close(fd)
     try:
         sitk.WriteImage(image, tmp, True)
+        os.chmod(tmp, file_mode_for(path))  # mkstemp makes 0600; keep what others could read
         os.replace(tmp, path)
     except (RuntimeError, OSError) as err:
         raise VolumeWriteError(f"{path}: could not be written ({err}); nothing was overwritten") from err

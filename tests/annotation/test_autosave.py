@@ -66,3 +66,13 @@ def test_autosaver_coalesces_and_survives_errors(tmp_path):
         saver.submit(good, Volume(np.full((2, 2, 2), i, np.uint8)), {"i": i})
     assert saver.wait(30) and saver.last_error is None
     assert good.load()[1] == {"i": 4}
+
+
+def test_a_snapshot_of_one_image_never_displaces_another_images(tmp_path):
+    saver = Autosaver()
+    stores = [RecoveryStore(tmp_path / name) for name in "abc"]
+    for i, store in enumerate(stores):
+        saver.submit(store, Volume(np.full((2, 2, 2), i, np.uint8)), {"i": i})
+    saver.submit(stores[0], Volume(np.full((2, 2, 2), 9, np.uint8)), {"i": 9})
+    assert saver.wait(30) and saver.last_error is None
+    assert [store.load()[1]["i"] for store in stores] == [9, 1, 2]

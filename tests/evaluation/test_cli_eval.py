@@ -178,3 +178,17 @@ def test_runner_records_no_click_once_nothing_is_left_to_correct(tmp_path):
     assert "**mean**" in table
     runner.plot_dice(rows, tmp_path / "p.png")
     assert (tmp_path / "p.png").stat().st_size > 0
+
+
+def test_eval_with_no_object_fails_clearly(tmp_path, capsys):
+    import numpy as np
+
+    from napari_openmedlab.cli import main
+    from napari_openmedlab.io import Volume, write_volume
+
+    image = write_volume(Volume(np.random.default_rng(0).normal(size=(8, 16, 16)).astype(np.float32)),
+                         tmp_path / "img.nii.gz")
+    labels = write_volume(Volume(np.zeros((8, 16, 16), np.uint8)), tmp_path / "lab.nii.gz", labels=True)
+    code = main(["eval", str(image), str(labels), "--model", "seeded-region", "--clicks", "2",
+                 "--out", str(tmp_path / "r.csv")])
+    assert code == 1 and "no object to evaluate" in capsys.readouterr().err

@@ -65,3 +65,16 @@ def test_negative_or_huge_ids_are_refused(tmp_path):
 def test_unknown_suffix_is_refused(tmp_path):
     with pytest.raises(VolumeWriteError, match="suffix"):
         write_volume(_labels(3), tmp_path / "labels.png", labels=True)
+
+
+def test_written_files_are_readable_like_any_other(tmp_path):
+    """mkstemp creates 0600 files: the rename must not leave labels unreadable to colleagues."""
+    umask = os.umask(0o022)
+    try:
+        fresh = write_volume(_labels(3), tmp_path / "fresh.nii.gz", labels=True)
+        assert (fresh.stat().st_mode & 0o777) == 0o644
+        os.chmod(fresh, 0o640)
+        write_volume(_labels(4), fresh, labels=True)  # replacing keeps the file's own mode
+        assert (fresh.stat().st_mode & 0o777) == 0o640
+    finally:
+        os.umask(umask)
