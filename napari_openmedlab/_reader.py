@@ -74,9 +74,7 @@ def _onto_reference(labels: Volume, reference) -> Volume:
     if reference is None:
         return labels
     geometry, shape = reference
-    if labels.geometry.same_grid(geometry) and labels.shape == shape:
-        return labels
-    return resample_labels_to(labels, geometry, shape)
+    return resample_labels_to(labels, geometry, shape)  # returns ``labels`` itself on the same grid
 
 
 __all__ = ["get_reader", "read_layers", "VolumeReadError"]

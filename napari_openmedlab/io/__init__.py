@@ -10,7 +10,7 @@ from .errors import (
 )
 from .geometry import Geometry
 from .readers import is_label_volume, list_dicom_series, read_labels_onto, read_volume, supported_path
-from .resample import resample_labels_to, resample_to_spacing
+from .resample import resample_labels_to
 from .volume import Volume
 from .writers import label_dtype_for, write_volume
 
@@ -29,7 +29,6 @@ __all__ = [
     "read_labels_onto",
     "read_volume",
     "resample_labels_to",
-    "resample_to_spacing",
     "supported_path",
     "write_volume",
 ]

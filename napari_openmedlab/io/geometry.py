@@ -81,8 +81,8 @@ class Geometry:
 
     def index_to_physical(self, index_zyx) -> np.ndarray:
         """Voxel indices ``(..., 3)`` in ``(z, y, x)`` to physical LPS mm in ``(x, y, z)``."""
-        idx = np.asarray(index_zyx, dtype=float)
-        world_zyx = idx @ self.index_to_physical_matrix()[:3, :3].T + self.index_to_physical_matrix()[:3, 3]
+        affine = self.index_to_physical_matrix()
+        world_zyx = np.asarray(index_zyx, dtype=float) @ affine[:3, :3].T + affine[:3, 3]
         return world_zyx[..., ::-1]
 
     def physical_to_index(self, point_xyz) -> np.ndarray:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import numpy as np
-
 from .geometry import Geometry
 from .volume import Volume
 
@@ -25,32 +23,3 @@ def resample_labels_to(labels: Volume, geometry: Geometry, shape: tuple[int, int
     meta = {**labels.metadata, "resampled_from": labels.geometry.to_dict(), "geometry": geometry.to_dict()}
     return Volume(sitk.GetArrayFromImage(out), geometry, meta)
 
-
-def resample_to_spacing(
-    volume: Volume, spacing_xyz: tuple[float, float, float], *, linear: bool = True
-) -> Volume:
-    """Resample onto a grid with the same origin and direction and a new spacing (x, y, z) mm.
-
-    The new grid covers the same physical extent (size rounded to the nearest voxel), as
-    TorchIO's ``Resample`` does.
-    """
-    import SimpleITK as sitk
-
-    image = volume.to_sitk()
-    old_spacing = np.array(volume.geometry.spacing)
-    old_size = np.array(image.GetSize())
-    new_spacing = np.array(spacing_xyz, dtype=float)
-    new_size = np.maximum(1, np.round(old_size * old_spacing / new_spacing)).astype(int)
-    interp = sitk.sitkLinear if linear else sitk.sitkNearestNeighbor
-    out = sitk.Resample(
-        image,
-        [int(s) for s in new_size],
-        sitk.Transform(),
-        interp,
-        volume.geometry.origin,
-        tuple(new_spacing),
-        volume.geometry.direction,
-        0,
-        sitk.sitkFloat32 if linear else image.GetPixelID(),
-    )
-    return Volume.from_sitk(out, **volume.metadata)
