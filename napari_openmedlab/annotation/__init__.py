@@ -7,9 +7,20 @@ the tests exercise it without a display.
 from .autosave import Autosaver, RecoveryStore, image_key, recovery_root
 from .editing import OVERLAP_RULES, commit_mask
 from .label_classes import LabelClass, list_presets, load_preset, read_classes, write_classes
+from .masks import SparseMask, bbox_slices, bounding_box, mask_digest
+from .structure_set import Flattening, LockedStructureError, Structure, StructureSet, StructureSetError
 from .undo import History, LabelDiff, ObjectState, Step
 
 __all__ = [
+    "Flattening",
+    "LockedStructureError",
+    "SparseMask",
+    "Structure",
+    "StructureSet",
+    "StructureSetError",
+    "bbox_slices",
+    "bounding_box",
+    "mask_digest",
     "OVERLAP_RULES",
     "Autosaver",
     "History",

@@ -23,3 +23,7 @@ class NoDicomSeriesError(VolumeReadError):
 
 class VolumeWriteError(OSError):
     """A volume could not be written; any existing file at the destination is untouched."""
+
+
+class FileWriteError(VolumeWriteError):
+    """Any file (volume, JSON, CSV, plot, DICOM, ...) could not be written; the target is untouched."""
