@@ -17,6 +17,7 @@ import contextlib
 import errno
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
@@ -31,21 +32,35 @@ def file_mode_for(path: Path) -> int:
     """Permissions for a file written through a temporary: the replaced file's, else 0666 - umask."""
     if path.exists():
         return stat.S_IMODE(path.stat().st_mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+    return 0o666 & ~_umask()
 
 
 def _describe(err: BaseException) -> str:
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
+    """The cause of a failed write in a few words (one line, whatever the library said)."""
+    if isinstance(err, FileWriteError) and getattr(err, "reason", None):
+        return err.reason
+    code = err.errno if isinstance(err, OSError) else None
+    text = str(err)
+    if code == errno.ENOSPC or "No space left" in text:
         return "the disk is full"
-    if isinstance(err, OSError) and err.errno in (errno.EROFS,):
+    if code == errno.EDQUOT or "quota exceeded" in text.lower():
+        return "the disk quota is exceeded"
+    if code == errno.EROFS or "Read-only file system" in text:
         return "the file system is read-only"
-    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM):
+    if code in (errno.EACCES, errno.EPERM) or "Permission denied" in text:
         return "permission denied"
     if isinstance(err, OSError) and err.strerror:
         return err.strerror
-    return str(err) or type(err).__name__
+    lines = [line.strip() for line in text.splitlines() if line.strip()]
+    return (lines[-1][:200] if lines else "") or type(err).__name__
+
+
+def write_error(target: Path, err: BaseException, tail: str = "") -> FileWriteError:
+    """A one-line :class:`FileWriteError` for ``target`` whose ``reason`` is the cause alone."""
+    reason = _describe(err)
+    out = FileWriteError(f"{target}: could not be written ({reason}){tail}")
+    out.reason = reason
+    return out
 
 
 def _fsync_path(path: Path) -> None:
@@ -105,11 +120,14 @@ def atomic_path(
     folder = target.parent if str(target.parent) else Path(".")
     if not folder.is_dir():
         raise FileWriteError(f"{target}: could not be written (the folder {folder} does not exist)")
+    if target.is_dir():
+        raise FileWriteError(f"{target}: could not be written (it is a folder, not a file)")
+    remove_stale_temporaries(folder, name=target.name)  # a killed earlier write of this same file
     try:
         fd, tmp_name = tempfile.mkstemp(prefix=temporary_name(target), suffix=suffix, dir=folder)
         os.close(fd)
     except OSError as err:
-        raise FileWriteError(f"{target}: could not be written ({_describe(err)})") from None
+        raise write_error(target, err) from None
     tmp = Path(tmp_name)
     try:
         yield tmp
@@ -122,12 +140,8 @@ def atomic_path(
         os.chmod(tmp, file_mode_for(target))  # mkstemp makes 0600; keep what others could read
         os.replace(tmp, target)
         _fsync_dir(folder)
-    except FileWriteError:
-        raise
     except Exception as err:
-        raise FileWriteError(
-            f"{target}: could not be written ({_describe(err)}); the previous file is untouched"
-        ) from err
+        raise write_error(target, err, "; the previous file is untouched") from err
     finally:
         with contextlib.suppress(OSError):
             if tmp.exists():
@@ -154,18 +168,25 @@ def atomic_write_json(target: str | os.PathLike, data, *, indent: int | None = 1
     return atomic_write_text(target, json.dumps(data, indent=indent) + "\n")
 
 
-def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = False) -> list[Path]:
-    """Remove temporary files left in ``folder`` by writers that were killed; returns them.
+def remove_stale_temporaries(
+    folder: str | os.PathLike, *, recursive: bool = False, name: str = ""
+) -> list[Path]:
+    """Remove temporary files (and folders) left in ``folder`` by killed writers; returns them.
 
-    Only files carrying :data:`TEMP_MARKER` whose writer pid is no longer alive are removed, so a
-    concurrent writer's temporary is never touched.
+    Only entries carrying :data:`TEMP_MARKER` whose writer pid is no longer alive are removed, so
+    a concurrent writer's temporary is never touched. ``name``: only those of this target name.
+    Never raises: cleaning up is best effort and must not stop the program from starting.
     """
     folder = Path(folder)
-    if not folder.is_dir():
+    try:
+        if not folder.is_dir():
+            return []
+        pattern = f".{glob_escape(name)}*{TEMP_MARKER}*" if name else f".*{TEMP_MARKER}*"
+        found = list(folder.glob(f"**/{pattern}" if recursive else pattern))
+    except OSError:
         return []
     removed = []
-    pattern = f"**/.*{TEMP_MARKER}*" if recursive else f".*{TEMP_MARKER}*"
-    for path in folder.glob(pattern):
+    for path in found:
         pid_text = path.name.split(TEMP_MARKER, 1)[1].split("-", 1)[0]
         try:
             pid = int(pid_text)
@@ -174,9 +195,56 @@ def remove_stale_temporaries(folder: str | os.PathLike, *, recursive: bool = Fal
         if pid == os.getpid() or _pid_alive(pid):  # a live writer's file (ours too) is not stale
             continue
         with contextlib.suppress(OSError):
-            path.unlink()
+            if path.is_dir() and not path.is_symlink():
+                shutil.rmtree(path)
+            else:
+                path.unlink()
             removed.append(path)
     return removed
+
+
+def glob_escape(text: str) -> str:
+    """``text`` with glob's special characters made literal."""
+    import glob
+
+    return glob.escape(text)
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary folder beside ``target``; on a clean exit, rename it to ``target``.
+
+    For a set of files that is only valid whole (an autosave generation): readers see either no
+    ``target`` or all of it. ``target`` must not exist yet. Files inside should still be written
+    (and verified) with :func:`atomic_path` or the ``atomic_write_*`` helpers.
+    """
+    target = Path(target)
+    folder = target.parent
+    if target.exists():
+        raise FileWriteError(f"{target}: could not be written (it exists already)")
+    try:
+        tmp = Path(tempfile.mkdtemp(prefix=temporary_name(target), dir=folder))
+    except OSError as err:
+        raise write_error(target, err) from None
+    try:
+        yield tmp
+        for entry in tmp.iterdir():
+            _fsync_path(entry)
+        _fsync_dir(tmp)
+        os.chmod(tmp, 0o777 & ~_umask())
+        os.rename(tmp, target)
+        _fsync_dir(folder)
+    except Exception as err:
+        raise write_error(target, err) from err
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _umask() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return umask
 
 
 def _pid_alive(pid: int) -> bool:

@@ -41,8 +41,10 @@ class Geometry:
         object.__setattr__(self, "direction", tuple(float(v) for v in np.ravel(self.direction)))
         if len(self.spacing) != 3 or len(self.origin) != 3 or len(self.direction) != 9:
             raise ValueError("Geometry needs 3 spacings, 3 origin values and 9 direction cosines")
-        if min(self.spacing) <= 0:
-            raise ValueError(f"spacing must be positive, got {self.spacing}")
+        if not all(np.isfinite(self.spacing)) or min(self.spacing) <= 0:
+            raise ValueError(f"spacing must be finite and positive, got {self.spacing}")
+        if not all(np.isfinite(self.origin)) or not all(np.isfinite(self.direction)):
+            raise ValueError(f"origin and direction must be finite, got {self.origin}, {self.direction}")
 
     # --- constructors -------------------------------------------------------------------------
     @classmethod

@@ -15,6 +15,7 @@ from .errors import (
     UnsupportedFormatError,
 )
 from .geometry import Geometry
+from .integrity import check_volume_file
 from .volume import Volume
 
 FILE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd")
@@ -98,37 +99,10 @@ def _format_name(path: Path) -> str:
     return "metaimage"
 
 
-def _check_complete(path: Path) -> None:
-    """Refuse a truncated file: SimpleITK zero-fills a gzip stream or NIfTI data that ends early."""
-    import gzip
-    import zlib
-
-    name = path.name.lower()
-    if name.endswith(".gz"):
-        try:
-            with gzip.open(path, "rb") as f:
-                while f.read(1 << 24):
-                    pass
-        except (EOFError, OSError, zlib.error) as err:
-            raise CorruptFileError(
-                f"{path.name}: the compressed data end early; the file is truncated or damaged ({err})"
-            ) from err
-    elif name.endswith(".nii") and path.stat().st_size >= 348:
-        header = np.fromfile(path, dtype=np.uint8, count=348)
-        for order in "<>":
-            if np.frombuffer(header[:4].tobytes(), order + "i4")[0] == 348:
-                dims = np.frombuffer(header[40:56].tobytes(), order + "i2")
-                bitpix = int(np.frombuffer(header[72:74].tobytes(), order + "i2")[0])
-                offset = float(np.frombuffer(header[108:112].tobytes(), order + "f4")[0])
-                n = int(np.prod(dims[1 : 1 + max(0, min(int(dims[0]), 7))].astype(np.int64)))
-                if path.stat().st_size < offset + n * bitpix // 8:
-                    raise CorruptFileError(f"{path.name}: the voxel data end early; the file is truncated")
-
-
 def _sitk_read_file(path: Path):
     import SimpleITK as sitk
 
-    _check_complete(path)
+    check_volume_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -181,8 +155,8 @@ def _to_volume(image, component: int | None, metadata: dict) -> Volume:
         size = image.GetSize()
         if component is None:
             raise NotVolumetricError(
-                f"{name}: a 4D image with {size[3]} time points/channels; choose one with "
-                f"component=0..{size[3] - 1} (CLI: --component)"
+                f"{name}: a 4D image with {size[3]} time points/channels; choose one "
+                f"(component 0..{size[3] - 1}; `openmedlab segment --component N`)"
             )
         if not 0 <= component < size[3]:
             raise NotVolumetricError(f"{name}: component {component} out of range 0..{size[3] - 1}")
@@ -193,11 +167,16 @@ def _to_volume(image, component: int | None, metadata: dict) -> Volume:
         metadata["component"] = component
     elif dim != 3:
         raise NotVolumetricError(f"{name}: a {dim}D image; a 3D volume is needed")
+    elif component is not None and n_comp == 1:
+        raise NotVolumetricError(
+            f"{name}: a 3D image with one component; a component ({component}) applies only to 4D "
+            "or multi-channel images: drop it"
+        )
     if n_comp > 1:
         if component is None:
             raise NotVolumetricError(
                 f"{name}: a multi-channel image with {n_comp} components per voxel; choose one "
-                f"with component=0..{n_comp - 1} (CLI: --component)"
+                f"(component 0..{n_comp - 1}; `openmedlab segment --component N`)"
             )
         if not 0 <= component < n_comp:
             raise NotVolumetricError(f"{name}: component {component} out of range 0..{n_comp - 1}")
@@ -206,6 +185,11 @@ def _to_volume(image, component: int | None, metadata: dict) -> Volume:
     array = sitk.GetArrayFromImage(image)
     if min(array.shape) < 1:
         raise NotVolumetricError(f"{name}: empty image of shape {array.shape}")
+    spacing = image.GetSpacing()
+    if not all(np.isfinite(spacing)) or min(spacing) <= 0:
+        raise CorruptFileError(f"{name}: voxel spacing {spacing} mm is not finite and positive")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).any():
+        raise CorruptFileError(f"{name}: no voxel holds a finite value (all NaN or infinite)")
     geometry = Geometry.from_sitk(image)
     metadata["geometry"] = geometry.to_dict()
     return Volume(array, geometry, metadata)

@@ -1,16 +1,19 @@
-"""Write a :class:`Volume` atomically: to a temporary file beside the target, then rename."""
+"""Write a :class:`Volume` atomically: to a temporary file beside the target, read back, then rename."""
 
 from __future__ import annotations
 
+import errno
 import os
-import stat
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path, check_writable_folder, file_mode_for
 from .errors import VolumeWriteError
+from .integrity import check_volume_file
 from .volume import Volume
+
+__all__ = ["WRITE_SUFFIXES", "check_output_path", "file_mode_for", "label_dtype_for", "write_volume"]
 
 WRITE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
 
@@ -36,16 +39,34 @@ def check_output_path(path: str | os.PathLike) -> Path:
         raise VolumeWriteError(f"{path.name}: choose a suffix among {', '.join(WRITE_SUFFIXES)}")
     if not path.parent.is_dir():
         raise VolumeWriteError(f"{path.parent}: the folder does not exist")
-    return path
+    return check_writable_folder(path)  # a read-only or full folder is refused before the work
 
 
-def file_mode_for(path: Path) -> int:
-    """Permissions for a file written through a temporary: the replaced file's, else 0666 - umask."""
-    if path.exists():
-        return stat.S_IMODE(path.stat().st_mode)
-    umask = os.umask(0)
-    os.umask(umask)
-    return 0o666 & ~umask
+def read_back_check(array: np.ndarray, geometry):
+    """A ``verify`` for :func:`atomic_path`: the file decodes to exactly ``array`` and ``geometry``.
+
+    SimpleITK's NIfTI writer does not report a short write (a full disk gives a 0-byte or cut
+    file and no error), so the written file is read back: the gzip stream must be complete, the
+    NIfTI data as long as the header says, and the voxels and grid equal to what was written.
+    """
+
+    def verify(tmp: Path) -> None:
+        import SimpleITK as sitk
+
+        from .geometry import Geometry
+
+        check_volume_file(tmp)
+        try:
+            image = sitk.ReadImage(str(tmp))
+        except RuntimeError as err:
+            raise OSError(errno.EIO, "the written file cannot be read back") from err
+        back = sitk.GetArrayViewFromImage(image)
+        if back.shape != array.shape or not np.array_equal(back, array):
+            raise OSError(errno.EIO, "the written file reads back different voxels")
+        if not Geometry.from_sitk(image).same_grid(geometry, tol=1e-3):  # NIfTI keeps float32
+            raise OSError(errno.EIO, "the written file reads back a different geometry")
+
+    return verify
 
 
 def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = False) -> Path:
@@ -66,15 +87,6 @@ def write_volume(volume: Volume, path: str | os.PathLike, *, labels: bool = Fals
         array = array.astype(np.uint8)
     image = sitk.GetImageFromArray(np.ascontiguousarray(array))
     volume.geometry.apply_to_sitk(image)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=path.parent)
-    os.close(fd)
-    try:
-        sitk.WriteImage(image, tmp, True)
-        os.chmod(tmp, file_mode_for(path))  # mkstemp makes 0600; keep what others could read
-        os.replace(tmp, path)
-    except (RuntimeError, OSError) as err:
-        raise VolumeWriteError(f"{path}: could not be written ({err}); nothing was overwritten") from err
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    with atomic_path(path, suffix=suffix, verify=read_back_check(array, volume.geometry)) as tmp:
+        sitk.WriteImage(image, str(tmp), True)
     return path

@@ -49,7 +49,7 @@ def test_failed_write_keeps_existing_file(tmp_path, monkeypatch):
         raise RuntimeError("disk full")
 
     monkeypatch.setattr(sitk, "WriteImage", broken_write)
-    with pytest.raises(VolumeWriteError, match="nothing was overwritten"):
+    with pytest.raises(VolumeWriteError, match="previous file is untouched"):
         write_volume(_labels(5), target, labels=True)
     assert target.read_bytes() == before
     assert os.listdir(tmp_path) == ["labels.nii.gz"]  # no temporary left behind
