@@ -119,8 +119,9 @@ def write_classes(
         "source": source,
         "classes": [c.to_dict() for c in validate(list(classes))],
     }
-    path.write_text(json.dumps(doc, indent=1) + "\n", encoding="utf-8")
-    return path
+    from ..io.atomic import atomic_write_json
+
+    return atomic_write_json(path, doc)
 
 
 def list_presets() -> list[str]:

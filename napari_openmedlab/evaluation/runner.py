@@ -23,6 +23,7 @@ Class names come from ``dataset.json`` (nnU-Net: ``{"labels": {"liver": 1}}``) o
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -339,26 +340,30 @@ _COLUMNS = [f.name for f in fields(ClickResult)]
 
 
 def write_csv(rows: Sequence[ClickResult], path: str | os.PathLike) -> Path:
-    """One line per (case, class, click); floats with 6 significant digits; parent folders made."""
+    """One line per (case, class, click); floats with 6 significant digits; parent folders made.
+
+    Written atomically: an existing CSV is replaced only by a complete new one.
+    """
+    from ..io.atomic import atomic_write_text
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "w", newline="") as f:
-        writer = csv.writer(f)
-        writer.writerow(_COLUMNS)
-        for r in rows:
-            values = []
-            for name in _COLUMNS:
-                v = getattr(r, name)
-                if v is None:
-                    values.append("")
-                elif isinstance(v, bool):
-                    values.append(int(v))
-                elif isinstance(v, float):
-                    values.append("nan" if math.isnan(v) else f"{v:.6g}")
-                else:
-                    values.append(v)
-            writer.writerow(values)
-    return path
+    f = io.StringIO(newline="")
+    writer = csv.writer(f)
+    writer.writerow(_COLUMNS)
+    for r in rows:
+        writer.writerow([_csv_value(getattr(r, name)) for name in _COLUMNS])
+    return atomic_write_text(path, f.getvalue())
+
+
+def _csv_value(v):
+    if v is None:
+        return ""
+    if isinstance(v, bool):
+        return int(v)
+    if isinstance(v, float):
+        return "nan" if math.isnan(v) else f"{v:.6g}"
+    return v
 
 
 def read_csv(path: str | os.PathLike) -> list[ClickResult]:
@@ -458,5 +463,17 @@ def plot_dice(rows: Sequence[ClickResult], path: str | os.PathLike, title: str |
     if len(per_class) <= 24:
         ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
-    fig.savefig(path)
+    from ..io.atomic import atomic_path
+
+    with atomic_path(path, suffix=path.suffix or ".png", verify=_check_image_file) as tmp:
+        fig.savefig(tmp, format=(path.suffix[1:] or "png").lower())
     return path
+
+
+def _check_image_file(tmp: Path) -> None:
+    """``verify`` for a plot: a PNG must end with its IEND chunk (a full disk cuts it short)."""
+    if tmp.suffix.lower() == ".png":
+        with open(tmp, "rb") as f:
+            f.seek(max(0, tmp.stat().st_size - 12))
+            if not f.read().endswith(b"IEND\xaeB`\x82"):
+                raise OSError(5, "the written image is incomplete")

@@ -1,9 +1,10 @@
 """Weights cache: where checkpoints live, download with SHA-256 check, local paths always win.
 
 The cache folder is ``$OPENMEDLAB_CACHE_DIR`` when set, else the platform's user cache
-(``~/.cache/napari-openmedlab`` on Linux). A download goes to a ``.part`` file, is hashed while it
-streams, and is renamed into place only when complete and matching; a broken transfer or a wrong
-hash leaves no file under the final name.
+(``~/.cache/napari-openmedlab`` on Linux). A download goes to a temporary ``.part`` file beside the
+target (through :func:`io.atomic.atomic_path`), is hashed while it streams and again on disk, and is
+renamed into place only when complete and matching; a broken transfer or a wrong hash leaves no
+file under the final name, and one left by a killed process is removed at the next start.
 """
 
 from __future__ import annotations
@@ -61,6 +62,8 @@ def find_weights(spec: ModelSpec, checkpoint: str | os.PathLike | None = None) -
     """The checkpoint to use: an explicit local path first, then the cache; None if absent."""
     if checkpoint is not None:
         path = Path(checkpoint).expanduser()
+        if path.is_dir():
+            raise WeightsError(f"checkpoint {path} is a folder; give the checkpoint file inside it")
         if not path.is_file():
             raise WeightsError(f"checkpoint {path} does not exist")
         return path
@@ -101,46 +104,58 @@ def download_weights(
         raise WeightsError(missing_weights_message(spec))
     target = cached_path(spec)
     target.parent.mkdir(parents=True, exist_ok=True)
-    part = target.with_name(target.name + ".part")
+    from ..io.atomic import atomic_path
+    from ..io.errors import FileWriteError
+
+    expected = spec.sha256 or _recorded_hash(target)
     digest = hashlib.sha256()
-    received = 0
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
-            length = response.headers.get("Content-Length")
-            total = int(length) if length else None
-            while True:
-                if cancel is not None and cancel():
-                    raise DownloadCancelled(f"download of {spec.name} cancelled")
-                chunk = response.read(_CHUNK)
-                if not chunk:
-                    break
-                out.write(chunk)
-                digest.update(chunk)
-                received += len(chunk)
-                if progress is not None:
-                    progress(received, total)
-        if total is not None and received != total:
-            raise WeightsError(f"download of {spec.name} broke off after {received} of {total} bytes")
-        actual = digest.hexdigest()
-        expected = spec.sha256 or _recorded_hash(target)
+
+    def verify(tmp: Path) -> None:  # the bytes on disk, not only those received, are the weights
+        actual = sha256_of(tmp)
+        if actual != digest.hexdigest():
+            raise WeightsError(f"download of {spec.name}: the file on disk differs from the bytes received")
         if expected and actual != expected:
             raise WeightsError(
                 f"download of {spec.name} has SHA-256 {actual}, expected {expected}; discarded"
             )
-        os.replace(part, target)
-        if not spec.sha256:
-            record_hash(target, actual)
-        return target
+
+    received = 0
+    try:
+        with atomic_path(target, suffix=".part", verify=verify) as part:
+            with urllib.request.urlopen(url, timeout=timeout) as response, open(part, "wb") as out:
+                length = response.headers.get("Content-Length")
+                total = int(length) if length else None
+                while True:
+                    if cancel is not None and cancel():
+                        raise DownloadCancelled(f"download of {spec.name} cancelled")
+                    chunk = response.read(_CHUNK)
+                    if not chunk:
+                        break
+                    out.write(chunk)
+                    digest.update(chunk)
+                    received += len(chunk)
+                    if progress is not None:
+                        progress(received, total)
+                out.flush()
+                os.fsync(out.fileno())
+            if total is not None and received != total:
+                raise WeightsError(f"download of {spec.name} broke off after {received} of {total} bytes")
+    except FileWriteError as err:
+        if isinstance(err.__cause__, WeightsError):  # cancelled, broken off or wrong hash: say that
+            raise err.__cause__ from None
+        raise WeightsError(f"download of {spec.name} from {url} failed: {err}") from err
     except OSError as err:
         raise WeightsError(f"download of {spec.name} from {url} failed: {err}") from err
-    finally:
-        if part.exists():
-            part.unlink()
+    if not spec.sha256:
+        record_hash(target, digest.hexdigest())
+    return target
 
 
 def record_hash(path: Path, sha256: str) -> None:
     """Keep the SHA-256 computed on first use beside an unpublished-hash checkpoint."""
-    path.with_name(path.name + ".sha256").write_text(json.dumps({"sha256": sha256}))
+    from ..io.atomic import atomic_write_json
+
+    atomic_write_json(path.with_name(path.name + ".sha256"), {"sha256": sha256})
 
 
 def _recorded_hash(path: Path) -> str | None:

@@ -13,13 +13,13 @@ from __future__ import annotations
 import json
 import logging
 import os
-import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
 
 import torch
 
+from ...io.atomic import atomic_path, atomic_write_json
 from ..errors import CheckpointError
 from ..weights import sha256_of
 
@@ -51,15 +51,13 @@ def _read_sidecar(path: Path) -> dict | None:
     return data if isinstance(data, dict) and data.get("format") == CONVERSION_FORMAT else None
 
 
-def _atomic_write(target: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=target.name + ".", suffix=".tmp", dir=target.parent)
-    os.close(fd)
-    try:
-        write(tmp)
-        os.replace(tmp, target)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+def _check_safetensors(tmp: Path) -> None:
+    """``verify`` for the converted copy: its header parses and every tensor's bytes are there."""
+    from safetensors import safe_open
+
+    with safe_open(str(tmp), framework="pt") as f:
+        for key in f.keys():
+            f.get_slice(key)
 
 
 def _cache_is_valid(
@@ -112,12 +110,8 @@ def convert_cached(
 
     cache.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.contiguous() for k, v in state_dict.items()}
-    _atomic_write(
-        converted,
-        lambda tmp: save_file(
-            tensors, tmp, metadata={"source_sha256": source_sha, "source_name": source.name}
-        ),
-    )
+    with atomic_path(converted, suffix=".safetensors", verify=_check_safetensors) as tmp:
+        save_file(tensors, str(tmp), metadata={"source_sha256": source_sha, "source_name": source.name})
     record = {
         "format": CONVERSION_FORMAT,
         "source_name": source.name,
@@ -133,6 +127,6 @@ def convert_cached(
         "num_tensors": len(tensors),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    _atomic_write(sidecar, lambda tmp: Path(tmp).write_text(json.dumps(record, indent=2)))
+    atomic_write_json(sidecar, record, indent=2)
     log.info("converted %s to %s (sha256 %s)", source.name, converted, source_sha)
     return converted
