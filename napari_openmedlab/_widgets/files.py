@@ -40,9 +40,19 @@ class FilesMixin:
 
     def restore_autosave(self) -> bool:
         """Load the autosaved labels and prompt log of this image into the target layer."""
-        ok = self.session.restore_autosave()
+        from ..annotation.autosave import RecoveryError
+
+        try:
+            ok = self.session.restore_autosave()
+        except RecoveryError as err:  # every snapshot damaged: say so, keep the banner to discard
+            self.show_status(f"The autosave could not be restored: {err}")
+            return False
         self.banner.hide()
-        self.show_status("Restored the autosaved labels." if ok else "No autosave for this image.")
+        note = self.session.restore_note
+        self.show_status(
+            ("Restored the autosaved labels." + (f" Note: {note}." if note else ""))
+            if ok else "No autosave for this image."
+        )
         return ok
 
     def discard_autosave(self) -> None:

@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .autosave_warning import AutosaveWarning
 from .classes_panel import ClassesPanel
 from .model_panel import ModelPanel
 
@@ -106,6 +107,8 @@ def build_ui(w) -> None:
     for child in (layers_box, w.models, prompts_box, w.classes):
         lay.addWidget(child)
     lay.addLayout(actions)
+    w.autosave_warning = AutosaveWarning(lambda: w.session.autosaver)
+    lay.addWidget(w.autosave_warning)
     lay.addWidget(w.banner)
     lay.addWidget(w.status_label)
     lay.addStretch(1)

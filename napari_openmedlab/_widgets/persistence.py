@@ -6,14 +6,17 @@ from pathlib import Path
 
 import numpy as np
 
-from ..annotation.autosave import write_json_atomic
+from ..annotation.autosave import RecoveryError
 from ..annotation.prompt_log import log_document
 from ..annotation.undo import LabelDiff, Step
-from ..io import Volume, VolumeWriteError, write_volume
+from ..io import Volume, write_volume
+from ..io.atomic import atomic_write_json
 
 
 class PersistenceMixin:
     """Mixed into :class:`Session`: uses its ``labels_layer``, ``volume``, ``records``, ``recovery``."""
+
+    restore_note = ""
 
     def labels_volume(self, copy: bool = False) -> Volume:
         data = np.asarray(self.labels_layer.data)
@@ -38,7 +41,7 @@ class PersistenceMixin:
             if stem.lower().endswith(suffix):
                 stem = stem[: -len(suffix)]
                 break
-        log_path = write_json_atomic(path.with_name(stem + ".prompts.json"), self.log_document())
+        log_path = atomic_write_json(path.with_name(stem + ".prompts.json"), self.log_document())
         return labels_path, log_path
 
     def autosave(self) -> None:
@@ -50,13 +53,18 @@ class PersistenceMixin:
         return self.recovery is not None and self.recovery.exists()
 
     def restore_autosave(self) -> bool:
-        """Load the recovery labels and prompt log into the target (an undoable step)."""
+        """Load the newest good recovery snapshot into the target (an undoable step).
+
+        A damaged newest snapshot is skipped for the previous good one (``restore_note`` says
+        which and why); when none is usable :class:`RecoveryError` names each one's fault.
+        """
         if not self.has_autosave:
             return False
         self.autosaver.wait(60)
-        volume, log = self.recovery.load()
+        snapshot = self.recovery.load_snapshot()
+        volume, log = snapshot.labels, snapshot.log
         if volume.shape != self.volume.shape:
-            raise VolumeWriteError(
+            raise RecoveryError(
                 f"recovery labels have shape {volume.shape}, the image {self.volume.shape}"
             )
         data = self.labels_layer.data
@@ -68,6 +76,8 @@ class PersistenceMixin:
             data[diff.slices] = diff.after
             self.history.push(Step("restore autosave", labels=diff))
         self.records = list(log.get("commits", []))
+        self.recovery.adopt(snapshot)  # the restored work is ours now: its old snapshots may go
+        self.restore_note = snapshot.note
         self.labels_layer.refresh()
         return True
 

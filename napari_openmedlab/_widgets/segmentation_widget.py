@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
+from ..cleanup import remove_stale_temporaries
 from ..engines import create_engine
 from ..engines.base import Box, Cancelled, PromptError
 from ..models.registry import MODELS, get_spec
@@ -41,6 +42,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         # keeps the viewer itself (and only ever uses its public API)
         viewer = getattr(viewer, "__wrapped__", viewer)
         self.viewer = viewer
+        remove_stale_temporaries()  # left in the recovery folder / weights cache by a killed run
         self.session = Session(viewer)
         self.runner = EngineRunner(self)
         self.engine_factory = engine_factory or create_engine
@@ -110,9 +112,9 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
                 pass
 
     def show_status(self, text: str) -> None:
-        error = self.session.autosaver.last_error
-        if error is not None:
-            text += f"\nAutosave failed: {error}"
+        warning = self.session.autosaver.warning  # also shown, persistently, by autosave_warning
+        if warning:
+            text += f"\n{warning}"
         self.status_label.setText(text)
 
     @property

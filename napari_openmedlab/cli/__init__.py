@@ -35,6 +35,9 @@ def main(argv: list[str] | None = None) -> int:
     if not getattr(args, "run", None):
         parser.print_help()
         return 2
+    from ..cleanup import remove_stale_temporaries
+
+    remove_stale_temporaries()  # left by a killed earlier run
     try:
         return int(args.run(args) or 0)
     except KeyboardInterrupt:

@@ -45,6 +45,13 @@ def cache_dir() -> Path:
     return path
 
 
+def clean_cache() -> list[Path]:
+    """Remove partial downloads and conversions left in the cache by killed processes."""
+    from ..io.atomic import remove_stale_temporaries
+
+    return remove_stale_temporaries(cache_dir(), recursive=True)
+
+
 def sha256_of(path: str | os.PathLike) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as f:
