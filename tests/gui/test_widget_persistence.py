@@ -27,7 +27,9 @@ def test_autosave_after_commit_and_restore_on_reopen(make_widget, tmp_path):
     assert w.wait_for_autosave(30)
     folder = w.session.recovery.folder
     assert folder.parent == tmp_path / "recovery" and folder.name.startswith("phantom-")
-    assert sorted(os.listdir(folder)) == ["labels.nii.gz", "prompt_log.json"]
+    assert sorted(os.listdir(folder)) == ["gen-000001"]  # one generation per autosave
+    folder = folder / "gen-000001"
+    assert sorted(os.listdir(folder)) == ["labels.nii.gz", "prompt_log.json", "snapshot.json"]
     log = json.loads((folder / "prompt_log.json").read_text())
     entry = log["commits"][0]
     assert entry["model"] == "seeded-region" and entry["class_id"] == 2 and entry["class_name"] == "label_2"
