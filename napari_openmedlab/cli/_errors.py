@@ -5,7 +5,9 @@ from __future__ import annotations
 
 def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant
     from ..engines.base import EngineError, PromptError
+    from ..evaluation.errors import EvaluationInputError
     from ..io.errors import VolumeReadError, VolumeWriteError
+    from ..models.device import DeviceError
     from ..models.registry import UnknownModelError
     from ..models.weights import WeightsError
 
@@ -17,7 +19,15 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         UnknownModelError,
         WeightsError,
         FileNotFoundError,
+        DeviceError,
+        EvaluationInputError,
     ]
+    try:
+        from ..annotation.autosave import RecoveryError
+
+        errors.append(RecoveryError)
+    except ImportError:
+        pass
     try:
         from ..models.errors import CheckpointError, CheckpointMismatchError
 

@@ -99,6 +99,26 @@ class _Bar:
             print(file=sys.stderr)
 
 
+PLOT_SUFFIXES = (".png", ".pdf", ".svg")
+
+
+def check_outputs(out: str, plot: str | None) -> None:
+    """Refuse a results or plot path that cannot be written (read-only, a folder, bad suffix)."""
+    from ..io.atomic import check_writable_folder, write_error
+    from ..io.errors import FileWriteError
+
+    if plot and not plot.lower().endswith(PLOT_SUFFIXES):
+        raise FileWriteError(f"{plot}: choose a plot suffix among {', '.join(PLOT_SUFFIXES)}")
+    for target in (out, plot):
+        if not target:
+            continue
+        try:
+            Path(target).parent.mkdir(parents=True, exist_ok=True)  # as the writers do
+        except OSError as err:
+            raise write_error(Path(target), err) from None
+        check_writable_folder(target)
+
+
 def run(args) -> int:
     import numpy as np
 
@@ -111,6 +131,7 @@ def run(args) -> int:
     image = Path(args.image)
     if not image.exists():
         raise FileNotFoundError(f"No such file or folder: {image}")
+    check_outputs(args.out, args.plot)  # before minutes of simulated clicks, not after
     engine = create_engine(args.model, args.checkpoint, args.device)
     options = dict(n_clicks=args.clicks, classes=args.classes, protocol=args.protocol,
                    nsd_tolerance_mm=args.nsd_tolerance, seed=args.seed, model=args.model)

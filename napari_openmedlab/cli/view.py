@@ -13,12 +13,29 @@ def add_parser(subparsers) -> None:
 
 
 def run(args) -> int:
+    check_folders(args.files)
     viewer = open_viewer(args.files, dock_widget=not args.no_widget)
     import napari
 
     napari.run()
     del viewer
     return 0
+
+
+def check_folders(files: list[str]) -> None:
+    """Refuse, before napari starts, a folder that holds no DICOM series (e.g. an empty one)."""
+    from pathlib import Path
+
+    from ..io import NoDicomSeriesError, list_dicom_series
+
+    for name in files:
+        folder = Path(name)
+        if not folder.is_dir():
+            continue
+        if not any(folder.iterdir()):
+            raise NoDicomSeriesError(f"{folder}: the folder is empty; give image files or a DICOM folder")
+        if not list_dicom_series(folder):
+            raise NoDicomSeriesError(f"{folder}: no DICOM series found in this folder")
 
 
 def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True, viewer=None):

@@ -27,10 +27,12 @@ def create_engine(
         WeightsError: a neural model's weights are neither given nor in the cache (the message
             says where they were looked for and how to get them).
     """
+    from ..models.device import check_device
     from ..models.registry import get_spec
     from ..models.weights import WeightsError, find_weights, missing_weights_message
 
     spec = get_spec(name)
+    check_device(device)  # also for engines that ignore it: a wrong --device is never silent
     if spec.family == "classic":
         from .seeded import SeededRegionEngine
 

@@ -99,8 +99,31 @@ class Prompts:
                     f"of shape {tuple(shape)}"
                 )
         for b in self.boxes:
+            if b.axis not in (0, 1, 2):
+                raise PromptError(f"box axis {b.axis}: 0 (axial), 1 (coronal) or 2 (sagittal)")
             if not 0 <= b.index < shape[b.axis]:
                 raise PromptError(f"box on slice {b.index} of axis {b.axis}: outside 0..{shape[b.axis] - 1}")
+            rows, cols = (shape[a] for a in range(3) if a != b.axis)
+            corners = (b.r0, b.c0, b.r1, b.c1)
+            if not all(np.isfinite(corners)):
+                raise PromptError(f"box {corners} on slice {b.index}: not a finite position")
+            if b.r1 < -0.5 or b.r0 > rows - 0.5 or b.c1 < -0.5 or b.c0 > cols - 0.5:
+                raise PromptError(
+                    f"box (rows {b.r0:g}..{b.r1:g}, columns {b.c0:g}..{b.c1:g}) on slice {b.index} lies "
+                    f"wholly outside the slice of {rows} x {cols} voxels"
+                )
+
+    def check_values(self, array: np.ndarray) -> None:
+        """Raise :class:`PromptError` for a click on a voxel whose value is NaN or infinite."""
+        if not np.issubdtype(array.dtype, np.floating):
+            return
+        for p in self.points:
+            zyx = tuple(int(round(v)) for v in np.clip(p, 0, np.asarray(array.shape) - 1))
+            if not np.isfinite(array[zyx]):
+                raise PromptError(
+                    f"click at voxel (z, y, x) = {zyx} lands on a voxel with no value ({array[zyx]}); "
+                    "click inside the image"
+                )
 
 
 @dataclass
@@ -186,6 +209,7 @@ class Engine(abc.ABC):
         """The mask of the current object given all its prompts so far."""
         volume = self.volume
         prompts.check_inside(volume.shape)
+        prompts.check_values(volume.array)
         if prompts.boxes and not self.supports_boxes:
             raise PromptError(f"{self.name} does not take boxes; use positive/negative clicks")
         if prompts.empty:
