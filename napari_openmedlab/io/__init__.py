@@ -2,6 +2,7 @@
 
 from .errors import (
     CorruptFileError,
+    FileWriteError,
     NoDicomSeriesError,
     NotVolumetricError,
     UnsupportedFormatError,
@@ -16,6 +17,7 @@ from .writers import label_dtype_for, write_volume
 
 __all__ = [
     "CorruptFileError",
+    "FileWriteError",
     "Geometry",
     "NoDicomSeriesError",
     "NotVolumetricError",

@@ -17,6 +17,8 @@ import struct
 import zlib
 from pathlib import Path
 
+import numpy as np
+
 from .errors import CorruptFileError
 
 _GZIP_CHUNK = 1 << 22
@@ -24,19 +26,60 @@ _GZIP_CHUNK = 1 << 22
 
 def check_gzip_stream(path: Path) -> tuple[bytes, int]:
     """Decompress ``path`` completely (checking the CRC); returns (first 540 bytes, total size)."""
-    head = b""
-    total = 0
+    scan = _scan(path, gzip.open)
+    return scan.head, scan.total
+
+
+class _Scan:
+    """One pass over a (decompressed) file: its head, its size, and a float NIfTI's non-finite voxels."""
+
+    def __init__(self) -> None:
+        self.head = b""
+        self.total = 0
+        self.layout: dict | None = None
+        self.dtype: np.dtype | None = None
+        self.nonfinite: list[np.ndarray] = []  # flat voxel indices, C order of the (z, y, x) array
+        self._carry = b""
+        self._voxel = 0
+
+    def feed(self, chunk: bytes) -> None:
+        start = self.total
+        self.total += len(chunk)
+        if len(self.head) < 540:
+            self.head += chunk[: 540 - len(self.head)]
+            if len(self.head) >= 348 and self.layout is None:
+                self._start()
+        if self.dtype is None or self.total <= self.layout["offset"]:
+            return
+        data = self._carry + chunk[max(0, int(self.layout["offset"]) - start):]
+        usable = len(data) - len(data) % self.dtype.itemsize
+        values = np.frombuffer(data[:usable], self.dtype)
+        bad = np.flatnonzero(~np.isfinite(values))
+        if bad.size:
+            self.nonfinite.append(bad + self._voxel)
+        self._voxel += values.size
+        self._carry = data[usable:]
+
+    def _start(self) -> None:
+        # the first chunk holds the whole header (chunks are MiB); a shorter file is padded here
+        # only to be parsed: its size check fails later anyway
+        self.layout = _nifti_layout(self.head.ljust(540, b"\0"))
+        if self.layout and int(self.layout["dims"][0]) == 3 and self.layout["datatype"] in (16, 64):
+            kind = "f4" if self.layout["datatype"] == 16 else "f8"
+            self.dtype = np.dtype(self.layout["order"] + kind)
+
+
+def _scan(path: Path, opener) -> _Scan:
+    scan = _Scan()
     try:
-        with gzip.open(path, "rb") as f:
+        with opener(path, "rb") as f:
             while chunk := f.read(_GZIP_CHUNK):
-                if len(head) < 540:
-                    head += chunk[: 540 - len(head)]
-                total += len(chunk)
+                scan.feed(chunk)
     except (EOFError, OSError, zlib.error) as err:
         raise CorruptFileError(
             f"{path.name}: the compressed data end early; the file is truncated or damaged ({err})"
         ) from err
-    return head, total
+    return scan
 
 
 def _nifti_layout(head: bytes) -> dict | None:
@@ -45,6 +88,8 @@ def _nifti_layout(head: bytes) -> dict | None:
         if len(head) >= 348 and struct.unpack(order + "i", head[:4])[0] == 348:
             dims = struct.unpack(order + "8h", head[40:56])
             return {
+                "order": order,
+                "datatype": struct.unpack(order + "h", head[70:72])[0],
                 "dims": dims,
                 "bitpix": struct.unpack(order + "h", head[72:74])[0],
                 "pixdim": struct.unpack(order + "8f", head[76:108]),
@@ -54,6 +99,8 @@ def _nifti_layout(head: bytes) -> dict | None:
             }
         if len(head) >= 540 and struct.unpack(order + "i", head[:4])[0] == 540:
             return {
+                "order": order,
+                "datatype": struct.unpack(order + "h", head[12:14])[0],
                 "dims": struct.unpack(order + "8q", head[16:80]),
                 "bitpix": struct.unpack(order + "h", head[14:16])[0],
                 "pixdim": struct.unpack(order + "8d", head[104:168]),
@@ -94,25 +141,26 @@ def _check_nifti_spacing(name: str, layout: dict) -> None:
         )
 
 
-def check_volume_file(path: Path) -> None:
-    """Refuse a truncated gzip stream, NIfTI data shorter than the header says, or a bad spacing."""
+def check_volume_file(path: Path) -> np.ndarray | None:
+    """Refuse a truncated gzip stream, NIfTI data shorter than the header says, or a bad spacing.
+
+    Returns the flat (C order of the ``(z, y, x)`` array) indices of NaN/infinite voxels of a 3D
+    float NIfTI, which ITK's reader silently turns into 0 (a real value: water in CT), so that
+    the reader can put them back; None when there are none or the file is not NIfTI.
+    """
     name = path.name.lower()
-    if name.endswith(".gz"):
-        head, size = check_gzip_stream(path)
-    elif name.endswith(".nii"):
-        with open(path, "rb") as f:
-            head = f.read(540)
-        size = path.stat().st_size
-    else:
-        return
+    if not name.endswith((".nii", ".nii.gz", ".gz")):
+        return None
+    scan = _scan(path, gzip.open if name.endswith(".gz") else open)
     if not name.endswith((".nii", ".nii.gz")):
-        return
-    layout = _nifti_layout(head)
+        return None
+    layout = _nifti_layout(scan.head)
     if layout is None:
-        return  # not NIfTI inside: SimpleITK's decoder gives the message
-    if size < _expected_nifti_bytes(layout):
+        return None  # not NIfTI inside: SimpleITK's decoder gives the message
+    expected = _expected_nifti_bytes(layout)
+    if scan.total < expected:
         raise CorruptFileError(
-            f"{path.name}: the voxel data end early ({size} of {_expected_nifti_bytes(layout)} bytes); "
-            "the file is truncated"
+            f"{path.name}: the voxel data end early ({scan.total} of {expected} bytes); the file is truncated"
         )
     _check_nifti_spacing(path.name, layout)
+    return np.concatenate(scan.nonfinite) if scan.nonfinite else None

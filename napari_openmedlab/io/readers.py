@@ -60,8 +60,11 @@ def read_volume(
             f"{path.name}: not a supported format (expected one of {', '.join(FILE_SUFFIXES)} "
             "or a DICOM folder)"
         )
+    nonfinite = check_volume_file(path)
     image = _sitk_read_file(path)
-    return _to_volume(image, component, {"source": str(path), "format": _format_name(path)})
+    volume = _to_volume(image, component, {"source": str(path), "format": _format_name(path)},
+                        nonfinite=nonfinite)
+    return volume
 
 
 def list_dicom_series(folder: str | os.PathLike) -> dict[str, list[str]]:
@@ -102,7 +105,6 @@ def _format_name(path: Path) -> str:
 def _sitk_read_file(path: Path):
     import SimpleITK as sitk
 
-    check_volume_file(path)
     try:
         return sitk.ReadImage(str(path))
     except RuntimeError as err:
@@ -143,7 +145,7 @@ def _read_dicom_folder(folder: Path, series_uid: str | None, component: int | No
     return _to_volume(image, component, metadata)
 
 
-def _to_volume(image, component: int | None, metadata: dict) -> Volume:
+def _to_volume(image, component: int | None, metadata: dict, nonfinite=None) -> Volume:
     import SimpleITK as sitk
 
     name = Path(metadata.get("source", "")).name
@@ -185,6 +187,8 @@ def _to_volume(image, component: int | None, metadata: dict) -> Volume:
     array = sitk.GetArrayFromImage(image)
     if min(array.shape) < 1:
         raise NotVolumetricError(f"{name}: empty image of shape {array.shape}")
+    if nonfinite is not None and array.dtype.kind == "f" and array.size > int(nonfinite.max()):
+        array.reshape(-1)[nonfinite] = np.nan  # ITK's NIfTI reader made them 0; keep "no value"
     spacing = image.GetSpacing()
     if not all(np.isfinite(spacing)) or min(spacing) <= 0:
         raise CorruptFileError(f"{name}: voxel spacing {spacing} mm is not finite and positive")

@@ -1,0 +1,310 @@
+"""Cases of groups 1 (full disks, unwritable outputs) and 2 (damaged or unrestored recovery data).
+
+See ``faults.py`` for how a case runs and is classified.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from faults import (
+    CASES,
+    Outcome,
+    case,
+    ct_array,
+    eval_cli,
+    fill,
+    leftovers,
+    protect,
+    remount_read_only,
+    run_api,
+    run_cli,
+    segment_cli,
+    small_filesystem,
+    sphere_labels,
+    volume,
+    write_ct,
+    write_image,
+)
+
+
+# --- 1. full disks and unwritable outputs --------------------------------------------------------
+def _full_disk_write(tmp: Path, name: str, write, leave: int) -> Outcome:
+    """Write ``name`` once with room, fill the disk (``leave`` bytes free), write again."""
+    with small_filesystem(tmp / "small", 1024) as fs:
+        target = fs / name
+        write(target, 0)
+        changed = protect(target)
+        fill(fs, leave)
+        try:
+            write(target, 1)
+            out = Outcome(0)
+        except OSError as err:  # FileWriteError is an OSError
+            out = Outcome(1, str(err))
+        except Exception as err:
+            out = Outcome(1, "", f"{type(err).__name__}: {err}")
+        out.lost = changed() + leftovers(fs, {name, "filler.bin"})
+        return out
+
+
+def _writer_cases():
+    from napari_openmedlab.io import write_volume
+
+    def volume_writer(suffix):
+        def write(target, seed):
+            write_volume(volume(ct_array(seed)), target)
+
+        return f"mask{suffix}", write
+
+    def json_writer(target, seed):
+        from napari_openmedlab.io.atomic import atomic_write_json
+
+        atomic_write_json(target, {"seed": seed, "data": list(range(40000 * seed + 10))})
+
+    def csv_writer(target, seed):
+        from napari_openmedlab.evaluation.runner import ClickResult, write_csv
+
+        row = ClickResult("case", 1, "x", 1, 1, 2, 3, True, 0.5, 0.5, 0.1, 0.1, "p", "m", 10)
+        write_csv([row] * (1 + 8000 * seed), target)
+
+    def plot_writer(target, seed):
+        from napari_openmedlab.evaluation.runner import ClickResult, plot_dice
+
+        rows = [ClickResult("c", k, f"class {k}", i, 1, 2, 3, True, 0.1 * i, 0.5, 0.1, 0.1, "p", "m", 10)
+                for k in range(1 + 20 * seed) for i in range(1, 6)]
+        plot_dice(rows, target)
+
+    def structure_set_writer(target, seed):
+        from napari_openmedlab.annotation import StructureSet
+        from napari_openmedlab.io import Geometry
+
+        rng = np.random.default_rng(seed)
+        ss = StructureSet(Geometry((0.8, 0.8, 2.0)), (40, 80, 80))
+        for i in range(1 + 6 * seed):
+            ss.add(f"s{i}", rng.random((40, 80, 80)) > 0.5)
+        ss.save(target)
+
+    def classes_writer(target, seed):
+        from napari_openmedlab.annotation.label_classes import LabelClass, write_classes
+
+        write_classes([LabelClass(i, f"structure {i}", "#112233") for i in range(1, 2 + 3000 * seed)], target)
+
+    writers = [volume_writer(s) for s in (".nii.gz", ".nii", ".nrrd", ".mha")]
+    writers += [("log.json", json_writer), ("results.csv", csv_writer), ("dice.png", plot_writer),
+                ("set.omlss", structure_set_writer), ("classes.json", classes_writer)]
+    for name, write in writers:
+        for leave in (0, 16384):
+            def run(tmp, name=name, write=write, leave=leave):
+                return _full_disk_write(tmp, name, write, leave)
+
+            run.__name__ = f"full_disk_{name.replace('.', '_')}_{leave // 1024}k_free"
+            case("1 full disk", f"{name} replaced on a full disk ({leave // 1024} KiB free)",
+                 needs_mount=True)(run)
+
+
+_writer_cases()
+
+
+@case("1 full disk", "autosave on a full disk: the previous snapshot still restores, warning set", needs_mount=True)
+def full_disk_autosave(tmp):
+    from napari_openmedlab.annotation.autosave import Autosaver, RecoveryStore
+
+    with small_filesystem(tmp / "small", 1024) as fs:
+        store = RecoveryStore(fs / "recovery")
+        saver = Autosaver()
+        saver.submit(store, volume(sphere_labels()), {"commits": [{"n": 1}]})
+        saver.wait(60)
+        fill(fs, 8192)
+        saver.submit(store, volume(ct_array(3).astype(np.uint16) % 200), {"commits": [{"n": 1}, {"n": 2}]})
+        saver.wait(60)
+        out = Outcome(1 if saver.warning else 0, saver.warning or "")
+        labels, log = store.load()
+        if len(log["commits"]) != 1 or not np.array_equal(labels.array, sphere_labels()):
+            out.lost.append("snapshot")
+        out.lost += leftovers(store.folder, {"gen-000001"})
+        return out
+
+
+@case("1 full disk", "segment --out over an existing mask on a full disk: exit 1", needs_mount=True)
+def full_disk_segment_out(tmp):
+    image = write_ct(tmp)
+    with small_filesystem(tmp / "small", 1024) as fs:
+        out_path = fs / "mask.nii"
+        if segment_cli(tmp, image, out=out_path).rc != 0:
+            return Outcome(0, wrong="the first segment failed")
+        changed = protect(out_path)
+        fill(fs, 4096)
+        out = segment_cli(tmp, image, out=out_path)
+        out.lost = changed() + leftovers(fs, {"mask.nii", "filler.bin"})
+        return out
+
+
+@case("1 full disk", "eval --out over an existing CSV on a full disk: exit 1, CSV kept", needs_mount=True)
+def full_disk_eval_csv(tmp):
+    image, labels = write_ct(tmp), write_image(tmp / "seg.nii.gz", sphere_labels())
+    with small_filesystem(tmp / "small", 1024) as fs:
+        csv = fs / "r.csv"
+        csv.write_text("an earlier result\n" * 100)
+        changed = protect(csv)
+        fill(fs, 0)
+        out = run_cli(["eval", image, labels, "--model", "seeded-region", "--clicks", "2", "--quiet", "--out", csv])
+        out.lost = changed() + leftovers(fs, {"r.csv", "filler.bin"})
+        return out
+
+
+@case("1 full disk", "segment --out on a read-only file system: refused before the run", needs_mount=True)
+def read_only_segment_out(tmp):
+    image = write_ct(tmp)
+    with small_filesystem(tmp / "small", 256) as fs:
+        remount_read_only(fs)
+        return segment_cli(tmp, image, out=fs / "mask.nii.gz")
+
+
+@case("1 full disk", "eval --plot on a read-only file system: refused before the run", needs_mount=True)
+def read_only_eval_plot(tmp):
+    image, labels = write_ct(tmp), write_image(tmp / "seg.nii.gz", sphere_labels())
+    with small_filesystem(tmp / "small", 256) as fs:
+        remount_read_only(fs)
+        out = eval_cli(tmp, image, labels, "--plot", fs / "dice.png")
+        if (tmp / "r.csv").exists():
+            out.wrong = "the run went ahead"
+        return out
+
+
+@case("1 full disk", "SimpleITK writes a short NIfTI without an error (fault injection)")
+def short_write_injected(tmp):
+    import SimpleITK as sitk
+
+    from napari_openmedlab.io import FileWriteError, write_volume
+
+    target = tmp / "mask.nii.gz"
+    write_volume(volume(), target)
+    changed = protect(target)
+    real = sitk.WriteImage
+
+    def short(image, path, *args):
+        real(image, path, *args)
+        data = Path(path).read_bytes()
+        Path(path).write_bytes(data[: len(data) // 2])
+
+    sitk.WriteImage = short
+    try:
+        out = run_api(lambda: write_volume(volume(ct_array(1)), target), (FileWriteError,))
+    finally:
+        sitk.WriteImage = real
+    out.lost = changed() + leftovers(tmp, {"mask.nii.gz"})
+    return out
+
+
+@case("1 full disk", "a killed writer's temporary is removed at the next start", expect="ok")
+def stale_temporary_removed(tmp, monkeypatch=None):
+    import os
+    import subprocess
+    import sys
+
+    from napari_openmedlab.io.atomic import TEMP_MARKER
+
+    child = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    dead = int(child.stdout)
+    recovery = tmp / "recovery" / "img-1"
+    recovery.mkdir(parents=True)
+    stale = recovery / f".gen-000002{TEMP_MARKER}{dead}-abc"
+    stale.mkdir()
+    (stale / "labels.nii.gz").write_bytes(b"\0" * 1000)
+    os.environ["OPENMEDLAB_RECOVERY_DIR"] = str(tmp / "recovery")
+    try:
+        out = run_cli(["info"])
+    finally:
+        del os.environ["OPENMEDLAB_RECOVERY_DIR"]
+    if stale.exists():
+        out.wrong = "the stale temporary folder is still there"
+    return out
+
+
+# --- 2. recovery data damaged or not restored ----------------------------------------------------
+def _two_generations(tmp: Path):
+    from napari_openmedlab.annotation.autosave import RecoveryStore
+
+    store = RecoveryStore(tmp / "rec")
+    store.save(volume(sphere_labels()), {"commits": [{"n": 1}]})
+    newest = store.save(volume(sphere_labels() * 2), {"commits": [{"n": 1}, {"n": 2}]})
+    return store, newest
+
+
+def _restores_previous(damage):
+    def run(tmp):
+        from napari_openmedlab.annotation.autosave import RecoveryStore
+
+        store, newest = _two_generations(tmp)
+        damage(newest)
+        try:
+            snapshot = RecoveryStore(store.folder).load_snapshot()
+        except Exception as err:
+            return Outcome(1, "", f"{type(err).__name__}: {err}")
+        out = Outcome(0, snapshot.note)
+        if len(snapshot.log["commits"]) != 1 or not snapshot.note:
+            out.wrong = "the previous good snapshot was not offered with a note"
+        return out
+
+    return run
+
+
+def _half_json(gen):
+    text = (gen / "prompt_log.json").read_text()
+    (gen / "prompt_log.json").write_text(text[: len(text) // 2])
+
+
+case("2 recovery", "newest prompt log half-written: the previous snapshot is restored, with a note",
+     "ok")(_restores_previous(_half_json))
+CASES[-1].id = "recovery_half_written_log"
+case("2 recovery", "newest prompt log is a JSON list: the previous snapshot is restored", "ok")(
+    _restores_previous(lambda gen: (gen / "prompt_log.json").write_text("[1, 2]")))
+CASES[-1].id = "recovery_log_is_a_list"
+case("2 recovery", "newest labels file missing beside a good log: the previous snapshot is restored", "ok")(
+    _restores_previous(lambda gen: (gen / "labels.nii.gz").unlink()))
+CASES[-1].id = "recovery_labels_missing"
+case("2 recovery", "newest manifest missing (killed mid-write): the previous snapshot is restored", "ok")(
+    _restores_previous(lambda gen: (gen / "snapshot.json").unlink()))
+CASES[-1].id = "recovery_manifest_missing"
+
+
+@case("2 recovery", "every snapshot damaged: one line naming each fault")
+def recovery_all_damaged(tmp):
+    from napari_openmedlab.annotation.autosave import RecoveryError
+
+    store, newest = _two_generations(tmp)
+    for gen in store.generations():
+        (gen.folder / "prompt_log.json").write_text("{")
+    return run_api(store.load, (RecoveryError,))
+
+
+@case("2 recovery", "snapshot with label ids no label file holds (70000, -3): refused at restore")
+def recovery_bad_ids(tmp):
+    import SimpleITK as sitk
+
+    from napari_openmedlab.annotation.autosave import RecoveryError, RecoveryStore
+
+    bad = sphere_labels().astype(np.int32) * 70000
+    bad[0, 0, 0] = -3
+    store = RecoveryStore(tmp / "rec")  # a complete, checksummed snapshot holding impossible ids
+    store.write_snapshot({
+        "labels.nii.gz": lambda p: sitk.WriteImage(sitk.GetImageFromArray(bad), str(p), True),
+        "prompt_log.json": lambda p: p.write_text('{"commits": []}'),
+    })
+    return run_api(store.load, (RecoveryError,))
+
+
+@case("2 recovery", "a new session's autosaves never overwrite an unrestored autosave", "ok")
+def recovery_unrestored_kept(tmp):
+    from napari_openmedlab.annotation.autosave import RecoveryStore
+
+    old = RecoveryStore(tmp / "rec")
+    old.save(volume(sphere_labels()), {"commits": [{"old": True}]})
+    new = RecoveryStore(tmp / "rec")  # the image opened again; restore not chosen
+    for i in range(6):
+        new.save(volume(sphere_labels() * 3), {"commits": [{"new": i}]})
+    kept = [g for g in new.generations() if g.session == old.session]
+    return Outcome(0, wrong="" if kept and kept[0].fault() is None else "the unrestored autosave is gone")
+
+
