@@ -55,6 +55,15 @@ def _describe(err: BaseException) -> str:
     return (lines[-1][:200] if lines else "") or type(err).__name__
 
 
+def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
+    """Whether ``folder``'s file system has less than ``margin`` bytes left for us."""
+    try:
+        st = os.statvfs(folder)
+    except (OSError, AttributeError):
+        return False
+    return st.f_bavail * st.f_frsize < margin
+
+
 def write_error(target: Path, err: BaseException, tail: str = "") -> FileWriteError:
     """A one-line :class:`FileWriteError` for ``target`` whose ``reason`` is the cause alone."""
     reason = _describe(err)
@@ -141,6 +150,8 @@ def atomic_path(
         os.replace(tmp, target)
         _fsync_dir(folder)
     except Exception as err:
+        if _nearly_full(folder) and not isinstance(err, FileWriteError):
+            err = OSError(errno.ENOSPC, "No space left on device")  # what cut the file short
         raise write_error(target, err, "; the previous file is untouched") from err
     finally:
         with contextlib.suppress(OSError):

@@ -9,7 +9,7 @@ from pathlib import Path
 import numpy as np
 
 from .atomic import atomic_path, check_writable_folder, file_mode_for
-from .errors import VolumeWriteError
+from .errors import CorruptFileError, VolumeWriteError
 from .integrity import check_volume_file
 from .volume import Volume
 
@@ -55,10 +55,10 @@ def read_back_check(array: np.ndarray, geometry):
 
         from .geometry import Geometry
 
-        check_volume_file(tmp)
         try:
+            check_volume_file(tmp)
             image = sitk.ReadImage(str(tmp))
-        except RuntimeError as err:
+        except (CorruptFileError, RuntimeError) as err:
             raise OSError(errno.EIO, "the written file cannot be read back") from err
         back = sitk.GetArrayViewFromImage(image)
         if back.shape != array.shape or not np.array_equal(back, array):
