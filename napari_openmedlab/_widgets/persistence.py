@@ -50,7 +50,7 @@ class PersistenceMixin:
 
     @property
     def has_autosave(self) -> bool:
-        return self.recovery is not None and self.recovery.exists()
+        return self.recovery is not None and self.recovery.exists(others_only=True)
 
     def restore_autosave(self) -> bool:
         """Load the newest good recovery snapshot into the target (an undoable step).
@@ -61,7 +61,7 @@ class PersistenceMixin:
         if not self.has_autosave:
             return False
         self.autosaver.wait(60)
-        snapshot = self.recovery.load_snapshot()
+        snapshot = self.recovery.load_snapshot(others_only=True)  # not this session's own
         volume, log = snapshot.labels, snapshot.log
         if volume.shape != self.volume.shape:
             raise RecoveryError(
@@ -87,4 +87,4 @@ class PersistenceMixin:
             self.recovery.discard()
 
     def recovery_summary(self) -> str:
-        return self.recovery.summary() if self.recovery is not None else ""
+        return self.recovery.summary(others_only=True) if self.recovery is not None else ""

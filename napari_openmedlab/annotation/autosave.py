@@ -256,19 +256,25 @@ class RecoveryStore:
         gens = self.generations()
         return (gens[0].folder if gens else self.folder) / LOG_FILE
 
-    def _candidates(self) -> list[tuple[Path, Generation | None]]:
-        out: list[tuple[Path, Generation | None]] = [(g.folder, g) for g in self.generations()]
+    def _candidates(self, others_only: bool = False) -> list[tuple[Path, Generation | None]]:
+        gens = self.generations()
+        if others_only:  # another session's work (a damaged manifest: session unknown, offered)
+            gens = [g for g in gens if g.session != self.session]
+        out: list[tuple[Path, Generation | None]] = [(g.folder, g) for g in gens]
         if (self.folder / LABELS_FILE).is_file() or (self.folder / LOG_FILE).is_file():
             out.append((self.folder, None))  # the first version's single snapshot
         return out
 
-    def exists(self) -> bool:
-        return bool(self._candidates())
+    def exists(self, others_only: bool = False) -> bool:
+        return bool(self._candidates(others_only))
 
-    def load_snapshot(self) -> Snapshot:
-        """The newest snapshot that is complete and sane; :class:`RecoveryError` when none is."""
+    def load_snapshot(self, others_only: bool = False) -> Snapshot:
+        """The newest snapshot that is complete and sane; :class:`RecoveryError` when none is.
+
+        ``others_only``: only work of other sessions (what a restore brings back).
+        """
         skipped: list[str] = []
-        for folder, gen in self._candidates():
+        for folder, gen in self._candidates(others_only):
             label = gen.folder.name if gen else "the old-format snapshot"
             try:
                 fault = gen.fault() if gen else None
@@ -294,10 +300,10 @@ class RecoveryStore:
         if snapshot.generation is not None and snapshot.generation.session:
             self.adopted.add(snapshot.generation.session)
 
-    def summary(self) -> str:
+    def summary(self, others_only: bool = False) -> str:
         """A line for the restore prompt: when it was saved, how many commits, what was damaged."""
         try:
-            snapshot = self.load_snapshot()
+            snapshot = self.load_snapshot(others_only)
         except RecoveryError as err:
             return str(err)
         n = len(snapshot.log.get("commits", []))

@@ -76,3 +76,73 @@ def test_a_snapshot_of_one_image_never_displaces_another_images(tmp_path):
     saver.submit(stores[0], Volume(np.full((2, 2, 2), 9, np.uint8)), {"i": 9})
     assert saver.wait(30) and saver.last_error is None
     assert [store.load()[1]["i"] for store in stores] == [9, 1, 2]
+
+
+def _labels(value: int) -> Volume:
+    return Volume(np.full((2, 3, 4), value, np.uint8), GEOM)
+
+
+def test_generations_keep_the_newest_per_session_and_fall_back(tmp_path):
+    store = RecoveryStore(tmp_path / "img", keep=3)
+    for i in range(1, 6):
+        store.save(_labels(i), {"commits": [{"i": i}] * i})
+    gens = store.generations()
+    assert [g.number for g in gens] == [5, 4, 3]  # the two oldest pruned
+    assert all(g.fault() is None and g.session == store.session for g in gens)
+    (gens[0].folder / "labels.nii.gz").write_bytes(b"damaged")
+    snapshot = store.load_snapshot()
+    assert snapshot.generation.number == 4 and (snapshot.labels.array == 4).all()
+    assert "gen-000005" in snapshot.note and "labels.nii.gz" in snapshot.note
+    assert "previous good one" in store.summary()
+    store.save(_labels(6), {"commits": []})  # damaged gen-5 is not counted as a good one
+    assert [g.number for g in store.generations()] == [6, 5, 4, 3]
+
+
+def test_a_failed_snapshot_leaves_no_generation_and_sets_the_warning(tmp_path, monkeypatch):
+    import errno
+
+    from napari_openmedlab.annotation import autosave
+
+    store = RecoveryStore(tmp_path / "img")
+    saver = Autosaver()
+    saver.submit(store, _labels(1), {"commits": []})
+    assert saver.wait(30) and saver.warning is None
+
+    def full(path, data):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(autosave, "atomic_write_json", full)
+    saver.submit(store, _labels(2), {"commits": [{}]})
+    assert saver.wait(30)
+    assert saver.warning == "autosave failed: the disk is full; your work is only in memory"
+    assert [p.name for p in store.folder.iterdir()] == ["gen-000001"]  # nothing half-written left
+    monkeypatch.undo()
+    saver.submit(store, _labels(3), {"commits": [{}]})
+    assert saver.wait(30) and saver.warning is None and saver.failures == 1
+
+
+def test_restoring_adopts_the_old_session_so_its_snapshots_can_be_pruned(tmp_path):
+    old = RecoveryStore(tmp_path / "img")
+    for i in range(3):
+        old.save(_labels(i + 1), {"commits": []})
+    new = RecoveryStore(tmp_path / "img")
+    new.save(_labels(7), {"commits": []})
+    assert len(new.generations()) == 4  # the unrestored session's three are kept
+    assert (new.load_snapshot().labels.array == 7).all()
+    snapshot = new.load_snapshot(others_only=True)  # a restore brings back the other's work
+    assert (snapshot.labels.array == 3).all()
+    new.adopt(snapshot)
+    for i in range(3):
+        new.save(_labels(8 + i), {"commits": []})
+    assert len(new.generations()) == 3
+
+
+def test_the_first_versions_single_snapshot_still_restores(tmp_path):
+    from napari_openmedlab.io import write_volume
+    from napari_openmedlab.io.atomic import atomic_write_json
+
+    store = RecoveryStore(tmp_path / "img")
+    store.folder.mkdir()
+    write_volume(_labels(4), store.folder / "labels.nii.gz", labels=True)
+    atomic_write_json(store.folder / "prompt_log.json", {"commits": [{}]})
+    assert store.exists() and (store.load()[0].array == 4).all()
