@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gzip
 import math
+import os
 import struct
 import zlib
 from pathlib import Path
@@ -41,6 +42,7 @@ class _Scan:
         self.nonfinite: list[np.ndarray] = []  # flat voxel indices, C order of the (z, y, x) array
         self._carry = b""
         self._voxel = 0
+        self.data_crc = 0  # CRC-32 of the bytes after the header's vox_offset (the voxel data)
 
     def feed(self, chunk: bytes) -> None:
         start = self.total
@@ -49,9 +51,13 @@ class _Scan:
             self.head += chunk[: 540 - len(self.head)]
             if len(self.head) >= 348 and self.layout is None:
                 self._start()
-        if self.dtype is None or self.total <= self.layout["offset"]:
+        if self.layout is None or self.total <= self.layout["offset"]:
             return
-        data = self._carry + chunk[max(0, int(self.layout["offset"]) - start):]
+        fresh = chunk[max(0, int(self.layout["offset"]) - start):]
+        self.data_crc = zlib.crc32(fresh, self.data_crc)
+        if self.dtype is None:
+            return
+        data = self._carry + fresh
         usable = len(data) - len(data) % self.dtype.itemsize
         values = np.frombuffer(data[:usable], self.dtype)
         bad = np.flatnonzero(~np.isfinite(values))
@@ -139,6 +145,47 @@ def _check_nifti_spacing(name: str, layout: dict) -> None:
             f"{name}: the header gives a voxel spacing of ({shown}) mm; a spacing must be a finite "
             "non-zero number (fix the header; guessing 1 mm would put every millimetre wrong)"
         )
+
+
+def nifti_matches(path: Path, array: np.ndarray) -> bool:
+    """Whether the NIfTI ``path`` we just wrote holds exactly ``array`` ((z, y, x), as SimpleITK writes it).
+
+    For ``.nii``: one pass over the file (size, dimensions, CRC-32 of the voxel bytes). For
+    ``.nii.gz`` only the header is decompressed: the gzip trailer (CRC-32 and length of the whole
+    uncompressed stream) must equal those computed from the header and the array's bytes; a
+    stream cut short by a full disk ends in deflate data, not in that trailer. Much cheaper than
+    decoding the file again, and as strict for a cut or short write.
+    """
+    data = np.ascontiguousarray(array)
+    if data.dtype.itemsize > 1 and data.dtype.byteorder == ">":
+        return False  # not what SimpleITK writes here: let the caller decode the file instead
+    gz = path.name.lower().endswith(".gz")
+    opener = gzip.open if gz else open
+    try:
+        with opener(path, "rb") as f:
+            head = f.read(540)
+            layout = _nifti_layout(head.ljust(540, b"\0"))
+            if layout is None or layout["order"] != "<":
+                return False
+            offset = int(layout["offset"])
+            prefix = (head + f.read(max(0, offset - len(head))))[:offset]
+    except (EOFError, OSError, zlib.error):
+        return False
+    dims = [int(d) for d in layout["dims"][1 : 1 + int(layout["dims"][0])]]
+    while len(dims) > array.ndim and dims[-1] == 1:
+        dims.pop()
+    if dims != list(array.shape[::-1]) or _expected_nifti_bytes(layout) != offset + data.nbytes:
+        return False
+    if len(prefix) != offset:
+        return False
+    if not gz:
+        scan = _scan(path, open)
+        return scan.total == offset + data.nbytes and scan.data_crc == zlib.crc32(memoryview(data).cast("B"))
+    with open(path, "rb") as f:
+        f.seek(-8, os.SEEK_END)
+        crc, size = struct.unpack("<II", f.read(8))
+    want = zlib.crc32(memoryview(data).cast("B"), zlib.crc32(prefix))
+    return crc == want and size == (offset + data.nbytes) % (1 << 32)
 
 
 def check_volume_file(path: Path) -> np.ndarray | None:

@@ -10,7 +10,7 @@ import numpy as np
 
 from .atomic import atomic_path, check_writable_folder, file_mode_for
 from .errors import CorruptFileError, VolumeWriteError
-from .integrity import check_volume_file
+from .integrity import check_volume_file, nifti_matches
 from .volume import Volume
 
 __all__ = ["WRITE_SUFFIXES", "check_output_path", "file_mode_for", "label_dtype_for", "write_volume"]
@@ -55,6 +55,12 @@ def read_back_check(array: np.ndarray, geometry):
 
         from .geometry import Geometry
 
+        if tmp.name.lower().endswith((".nii", ".nii.gz")):
+            try:
+                if nifti_matches(tmp, array):
+                    return  # complete, and the voxel bytes match (the grid is in the header)
+            except CorruptFileError as err:
+                raise OSError(errno.EIO, "the written file cannot be read back") from err
         try:
             check_volume_file(tmp)
             image = sitk.ReadImage(str(tmp))
