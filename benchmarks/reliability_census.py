@@ -60,7 +60,7 @@ def main() -> int:
     parser.add_argument("--markdown", action="store_true", help="print the table for docs/reliability.md")
     parser.add_argument("--only", help="comma-separated case ids")
     args = parser.parse_args()
-    cases = all_cases()
+    cases = sorted(all_cases(), key=lambda c: c.group)  # stable: the suite's order within a group
     if args.only:
         wanted = set(args.only.split(","))
         cases = [c for c in cases if c.id in wanted]

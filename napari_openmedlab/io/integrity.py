@@ -140,7 +140,7 @@ def _check_nifti_spacing(name: str, layout: dict) -> None:
     spacing = list(layout["pixdim"][1 : 1 + ndim])
     bad = [v for v in spacing if not math.isfinite(v) or v == 0]
     if bad:
-        shown = ", ".join(repr(v) for v in spacing)
+        shown = ", ".join(f"{v:g}" for v in spacing)
         raise CorruptFileError(
             f"{name}: the header gives a voxel spacing of ({shown}) mm; a spacing must be a finite "
             "non-zero number (fix the header; guessing 1 mm would put every millimetre wrong)"
