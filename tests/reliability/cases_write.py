@@ -308,3 +308,96 @@ def recovery_unrestored_kept(tmp):
     return Outcome(0, wrong="" if kept and kept[0].fault() is None else "the unrestored autosave is gone")
 
 
+
+
+@case("1 full disk", "weights re-downloaded on a full disk: the cached checkpoint is kept", needs_mount=True)
+def full_disk_weights_download(tmp):
+    import os
+
+    from napari_openmedlab.models.registry import ModelSpec
+    from napari_openmedlab.models.weights import WeightsError, download_weights
+
+    source = tmp / "served.pth"
+    source.write_bytes(os.urandom(300_000))
+    spec = ModelSpec("test-net", "3d", filename="test.pth")
+    with small_filesystem(tmp / "small", 1024) as fs:
+        os.environ["OPENMEDLAB_CACHE_DIR"] = str(fs)
+        try:
+            download_weights(spec, url=source.as_uri())
+            changed = protect(fs / "test.pth")
+            fill(fs, 16384)
+            source.write_bytes(os.urandom(300_000))
+            out = run_api(lambda: download_weights(spec, url=source.as_uri()), (WeightsError,))
+        finally:
+            del os.environ["OPENMEDLAB_CACHE_DIR"]
+        out.lost = changed() + leftovers(fs, {"test.pth", "test.pth.sha256", "filler.bin"})
+        return out
+
+
+@case("1 full disk", "checkpoint conversion cache rebuilt on a full disk: the old copy is kept", needs_mount=True)
+def full_disk_conversion_cache(tmp):
+    import torch
+
+    from napari_openmedlab.io import FileWriteError
+    from napari_openmedlab.models.sam_med2d.converted_cache import convert_cached
+
+    source = tmp / "model.pth"
+    source.write_bytes(b"first")
+
+    def read(path):
+        seed = len(path.read_bytes())
+        return {"w": torch.arange(60_000, dtype=torch.float32) * seed}, {"state_dict_key": None,
+                                                                         "dropped_globals": []}
+
+    with small_filesystem(tmp / "small", 1024) as fs:
+        convert_cached(source, fs, read)
+        changed = protect(fs / "model.pth.safetensors", fs / "model.pth.safetensors.json")
+        fill(fs, 16384)
+        source.write_bytes(b"second version")
+        out = run_api(lambda: convert_cached(source, fs, read), (FileWriteError,))
+        out.lost = changed() + leftovers(fs, {"model.pth.safetensors", "model.pth.safetensors.json", "filler.bin"})
+        return out
+
+
+KILLED_WRITER = """
+import sys, numpy as np
+sys.path.insert(0, {repo!r})
+from napari_openmedlab.io import Geometry, Volume, write_volume
+rng = np.random.default_rng(1)
+array = rng.integers(0, 3000, (80, 256, 256)).astype(np.int16)
+print("writing", flush=True)
+while True:
+    write_volume(Volume(array, Geometry()), {target!r})
+"""
+
+
+@case("1 full disk", "kill -9 during a write: the old file or the complete new one, never half", expect="ok")
+def killed_during_write(tmp):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from napari_openmedlab.cleanup import remove_stale_temporaries
+    from napari_openmedlab.io import read_volume, write_volume
+    from napari_openmedlab.io.atomic import remove_stale_temporaries as remove_in
+
+    target = tmp / "ct.nii.gz"
+    write_volume(volume(), target)
+    old = target.read_bytes()
+    repo = str(Path(__file__).resolve().parents[2])
+    out = Outcome(0)
+    for delay in (0.3, 0.9, 1.7):
+        child = subprocess.Popen([sys.executable, "-c", KILLED_WRITER.format(repo=repo, target=str(target))],
+                                 stdout=subprocess.PIPE, text=True)
+        child.stdout.readline()
+        time.sleep(delay)
+        child.send_signal(signal.SIGKILL)
+        child.wait()
+        shape = read_volume(target).shape  # a complete file: the old one or a whole new one
+        if target.read_bytes() != old and shape != (80, 256, 256):
+            out.lost.append(f"ct.nii.gz after kill at {delay}s")
+    remove_stale_temporaries()
+    remove_in(tmp, name=target.name)
+    out.lost += leftovers(tmp, {"ct.nii.gz", "cache", "recovery-root"})
+    return out
