@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import glob
 import json
 import os
 import shutil
@@ -53,6 +54,15 @@ def _describe(err: BaseException) -> str:
         return err.strerror
     lines = [line.strip() for line in text.splitlines() if line.strip()]
     return (lines[-1][:200] if lines else "") or type(err).__name__
+
+
+def _cut_short(err: BaseException) -> bool:
+    """Whether ``err`` says the file came out incomplete or unreadable (not a refused content)."""
+    if isinstance(err, FileWriteError):
+        return False
+    if isinstance(err, OSError):
+        return err.errno in (errno.EIO, None)
+    return type(err) is RuntimeError  # SimpleITK's writers raise plain RuntimeErrors
 
 
 def _nearly_full(folder: Path, margin: int = 1 << 20) -> bool:
@@ -150,7 +160,7 @@ def atomic_path(
         os.replace(tmp, target)
         _fsync_dir(folder)
     except Exception as err:
-        if _nearly_full(folder) and not isinstance(err, FileWriteError):
+        if _cut_short(err) and _nearly_full(folder):
             err = OSError(errno.ENOSPC, "No space left on device")  # what cut the file short
         raise write_error(target, err, "; the previous file is untouched") from err
     finally:
@@ -192,7 +202,7 @@ def remove_stale_temporaries(
     try:
         if not folder.is_dir():
             return []
-        pattern = f".{glob_escape(name)}*{TEMP_MARKER}*" if name else f".*{TEMP_MARKER}*"
+        pattern = f".{glob.escape(name)}*{TEMP_MARKER}*" if name else f".*{TEMP_MARKER}*"
         found = list(folder.glob(f"**/{pattern}" if recursive else pattern))
     except OSError:
         return []
@@ -212,13 +222,6 @@ def remove_stale_temporaries(
                 path.unlink()
             removed.append(path)
     return removed
-
-
-def glob_escape(text: str) -> str:
-    """``text`` with glob's special characters made literal."""
-    import glob
-
-    return glob.escape(text)
 
 
 @contextlib.contextmanager
