@@ -26,7 +26,10 @@ class FilesMixin:
         if path:
             if not path.lower().endswith((".nii.gz", ".nii", ".nrrd", ".mha")):
                 path += selected.split("*")[1].rstrip(")")
-            self.save(path)
+            try:
+                self.save(path)
+            except OSError as err:  # FileWriteError: one line, the old file untouched
+                self.show_status(f"Not saved: {err}")
 
     def _offer_restore(self) -> None:
         if self.session.has_autosave:

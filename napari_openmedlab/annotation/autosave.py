@@ -134,14 +134,15 @@ class Snapshot:
         """One line for the user when newer snapshots were damaged, else ''."""
         if not self.skipped:
             return ""
-        return f"the newest autosave could not be used ({'; '.join(self.skipped)}); restored the previous good one"
+        return f"the newest autosave could not be used ({'; '.join(self.skipped)}); using the previous good one"
 
 
 def check_log(log) -> dict:
     """The prompt log of a snapshot, or :class:`RecoveryError` for one that cannot be right."""
     if not isinstance(log, dict):
         raise RecoveryError(f"the prompt log is a JSON {type(log).__name__}, not an object")
-    if not isinstance(log.get("commits", []), list) or not all(isinstance(c, dict) for c in log.get("commits", [])):
+    commits = log.get("commits", [])
+    if not isinstance(commits, list) or not all(isinstance(c, dict) for c in commits):
         raise RecoveryError("the prompt log's commits are not a list of records")
     classes = log.get("classes", [])
     if classes:

@@ -146,3 +146,24 @@ def test_the_first_versions_single_snapshot_still_restores(tmp_path):
     write_volume(_labels(4), store.folder / "labels.nii.gz", labels=True)
     atomic_write_json(store.folder / "prompt_log.json", {"commits": [{}]})
     assert store.exists() and (store.load()[0].array == 4).all()
+
+
+def test_a_checksummed_snapshot_with_a_log_that_is_not_an_object_is_refused(tmp_path):
+    import pytest
+
+    from napari_openmedlab.annotation.autosave import RecoveryError
+    from napari_openmedlab.io import write_volume
+
+    store = RecoveryStore(tmp_path / "img")
+    store.write_snapshot({
+        "labels.nii.gz": lambda p: write_volume(_labels(1), p, labels=True),
+        "prompt_log.json": lambda p: p.write_text("[1, 2]"),
+    })
+    with pytest.raises(RecoveryError, match="JSON list, not an object"):
+        store.load()
+    store.write_snapshot({
+        "labels.nii.gz": lambda p: write_volume(_labels(1), p, labels=True),
+        "prompt_log.json": lambda p: p.write_text('{"classes": [{"id": 0, "name": "x"}]}'),
+    })
+    with pytest.raises(RecoveryError, match="class table"):
+        store.load_snapshot()

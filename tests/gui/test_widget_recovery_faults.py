@@ -60,3 +60,30 @@ def test_a_failing_autosave_shows_a_persistent_warning_until_one_succeeds(make_w
     monkeypatch.undo()
     _commit(w, (12, 30, 30))
     qtbot.waitUntil(lambda: not w.autosave_warning.showing, timeout=3000)
+
+
+def test_save_that_fails_keeps_the_old_file_and_says_why(make_widget, monkeypatch, tmp_path):
+    import SimpleITK as sitk
+
+    from napari_openmedlab._widgets import files
+
+    viewer, w = make_widget()
+    _commit(w)
+    target = tmp_path / "labels.nii.gz"
+    w.save(target)
+    before = target.read_bytes()
+    _commit(w, (12, 30, 30))
+    monkeypatch.setattr(files.QFileDialog, "getSaveFileName",
+                        staticmethod(lambda *a, **k: (str(target), "NIfTI (*.nii.gz)")))
+    real = sitk.WriteImage
+
+    def cut_short(image, path, *args):  # what SimpleITK's NIfTI writer does on a full disk
+        real(image, path, *args)
+        with open(path, "r+b") as f:
+            f.truncate(100)
+
+    monkeypatch.setattr(sitk, "WriteImage", cut_short)
+    w._save_dialog()
+    assert "Not saved" in w.status_text and "could not be written" in w.status_text
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".labels")) == []
