@@ -146,6 +146,21 @@ class SparseMask:
         out[dst] = patch[src]
         return out
 
+    def with_region(self, bbox, region: np.ndarray) -> SparseMask:
+        """A new mask equal to this one except inside ``bbox``, where it is ``region`` (boolean, the
+        box's shape). Costs the union of the two boxes, never the whole grid."""
+        region = np.asarray(region, dtype=bool)
+        bbox = tuple(int(v) for v in bbox)
+        if region.shape != tuple(bbox[i + 3] - bbox[i] for i in range(3)):
+            raise ValueError(f"region of shape {region.shape} does not fit the box {bbox}")
+        if self.empty and not region.any():
+            return SparseMask(self.shape)
+        union = bbox_union(self.bbox, bbox)
+        dense = self.crop(union)
+        z0, y0, x0 = union[:3]
+        dense[bbox[0] - z0 : bbox[3] - z0, bbox[1] - y0 : bbox[4] - y0, bbox[2] - x0 : bbox[5] - x0] = region
+        return SparseMask(self.shape, union, dense)
+
     def __eq__(self, other) -> bool:
         if not isinstance(other, SparseMask):
             return NotImplemented
