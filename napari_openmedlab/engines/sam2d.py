@@ -416,8 +416,9 @@ class Sam2DEngine(Engine):
         shape = self.volume.shape
         t0 = time.perf_counter()
         if isinstance(source, Prompts):
+            default_axis = self.slice_axis if source.slice_axis is None else source.slice_axis
             axis, seeds = seeds_from_prompts(
-                source, axis, self.slice_axis, shape, self.segment_slice, progress, cancel
+                source, axis, default_axis, shape, self.segment_slice, progress, cancel
             )
         else:
             axis, seeds = seeds_from_predictions(source, axis, self.slice_axis, shape)

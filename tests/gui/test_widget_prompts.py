@@ -36,6 +36,8 @@ def test_point_preview_commit_undo_redo(make_widget):
     w.redo()
     assert (labels == 3).sum() == record["voxels_changed"]
     w.undo()
+    w.undo()  # selecting id 3 made the structure label_3: its own step
+    assert s.structures.names() == []
     w.undo()  # the click itself
     assert len(s.points_layer.data) == 0 and preview.sum() == 0
     w.redo()
