@@ -110,8 +110,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         alive = session is self.session and session.image_layer in self.viewer.layers
         if alive and session.labels_layer is old and old not in self.viewer.layers:
             try:
-                self.set_target_layer(None)
-                self.show_status("The target labels layer was deleted; committing into a new one.")
+                session.recreate_display()
+                self.show_status("The structures layer was deleted; the structures are shown in a new one.")
             except RuntimeError:  # the widget went away meanwhile (viewer closing)
                 pass
 

@@ -160,6 +160,12 @@ class SessionView:
         self.redraw()
         return self.labels_layer
 
+    def recreate_display(self) -> None:
+        """A new structures layer (the user deleted it): the structures live in the session."""
+        self._ensure_display(None)
+        self._ensure_helpers()
+        self.redraw()
+
     def replace_structures(self, structures: StructureSet) -> None:
         """Annotate ``structures`` from now on (a restored autosave, a loaded file); undo restarts."""
         self._new_model(structures)
@@ -512,26 +518,29 @@ class SessionView:
 
     # --- napari's own paint, erase and fill -----------------------------------------------------
     def _on_paint(self, event) -> None:
-        """A finished stroke on the edit layer becomes Edit requests on the selected structure; a
-        refused one (locked structure, none selected) is put back as the session has it."""
-        box = EMPTY_BBOX
-        for atom in event.value or []:
-            box = bbox_union(box, _atom_box(atom, self.volume.shape))
-        if box == EMPTY_BBOX or self.edit_layer is None:
-            return
-        region = self.edit_layer.data[bbox_slices(box)] != 0
+        """A stroke on the edit layer becomes Edit requests on the selected structure (one undo step
+        each); a refused one (locked structure, none selected) is taken back. napari announces a
+        single edit before writing it, so the changes are read from its history atoms, and the
+        layer is redrawn from the session once napari is done."""
+        box, requests = EMPTY_BBOX, []
         try:
-            if self.selected is None:
-                raise PromptError("select a structure in the list before painting")
-            have = self.structures.sparse(self.selected).crop(box)
-            origin = box[:3]
-            for mode, patch in (("paint", region & ~have), ("erase", have & ~region)):
-                if patch.any():
-                    self.handle(rq.Edit.from_mask(self.selected, mode, patch, origin=origin))
+            for atom in event.value or []:
+                for abox, changed, paint in _atom_changes(atom):
+                    box = bbox_union(box, abox)
+                    if self.selected is None:
+                        raise PromptError("select a structure in the list before painting")
+                    mode = "paint" if paint else "erase"
+                    requests.append(rq.Edit.from_mask(self.selected, mode, changed, origin=abox[:3]))
+            for request in requests:
+                self.handle(request)
         except (PromptError, ValueError) as err:
             if self.on_message is not None:
                 self.on_message(f"Edit refused: {err}")
-        self._draw_edit(box)  # what the session has (one value, whatever label napari painted)
+        if box != EMPTY_BBOX:
+            from qtpy.QtCore import QTimer
+
+            # after napari's own write: show what the session has (one value, whatever label napari painted)
+            QTimer.singleShot(0, lambda: self._draw_edit(box) if self.edit_layer is not None else None)
 
     # --- files ----------------------------------------------------------------------------------
     def all_records(self) -> list[dict]:
@@ -588,17 +597,27 @@ class SessionView:
 
 
 
-def _atom_box(atom, shape) -> tuple:
-    """The box of one napari Labels history atom: a masked paint (slice_key, mask, old, new) or an
-    index edit (indices, old, new)."""
+def _atom_changes(atom) -> list[tuple]:
+    """``(box, changed voxels in the box, painted?)`` for one napari Labels history atom: a masked
+    paint ``(slice_key, mask, old_values, new_value)`` or an index edit ``(indices, old, new)``."""
     key = getattr(atom, "slice_key", None)
     if key is not None:
         key = key[-3:]
-        return tuple(int(k.start or 0) for k in key) + tuple(
-            int(shape[i] if k.stop is None else k.stop) for i, k in enumerate(key)
-        )
-    indices = atom[0][-3:]
-    idx = [np.asarray(i, dtype=np.int64).ravel() for i in indices]
-    if not len(idx[0]):
-        return EMPTY_BBOX
-    return tuple(int(i.min()) for i in idx) + tuple(int(i.max()) + 1 for i in idx)
+        box = tuple(int(k.start) for k in key) + tuple(int(k.stop) for k in key)
+        shape = tuple(box[i + 3] - box[i] for i in range(3))
+        changed = np.ones(shape, bool) if atom.mask is None else np.asarray(atom.mask, bool).reshape(shape)
+        return [(box, changed, int(atom.new_value) != 0)]
+    indices, _old, new = atom
+    idx = np.stack([np.asarray(i, dtype=np.int64).ravel() for i in indices[-3:]], axis=1)
+    if not len(idx):
+        return []
+    new = np.broadcast_to(np.asarray(new).ravel(), (len(idx),))
+    out = []
+    for paint in (True, False):
+        pick = idx[(new != 0) == paint]
+        if len(pick):
+            lo, hi = pick.min(axis=0), pick.max(axis=0) + 1
+            changed = np.zeros(tuple(hi - lo), bool)
+            changed[tuple((pick - lo).T)] = True
+            out.append(((*lo.tolist(), *hi.tolist()), changed, paint))
+    return out
