@@ -80,6 +80,7 @@ class SessionView:
         self.on_message = None  # set by the widget: called with one line when a napari edit is refused
         self.syncing = False
         self._preview_bbox = None
+        self._preview_color = None
         self._edit_bbox = EMPTY_BBOX
 
     # --- what the widget reads ----------------------------------------------------------------
@@ -211,7 +212,7 @@ class SessionView:
                 np.zeros(self.volume.shape, np.uint8), name=PREVIEW_NAME, opacity=0.6, **lt.placement(where)
             )
             self._preview_bbox = None
-            self.set_preview_color()
+            self._preview_color = None
             self._draw_preview()
         if self.points_layer is None or self.points_layer not in layers:
             size = max(3.0, 8.0 / float(np.mean(self.volume.geometry.spacing)))  # voxels, about 8 mm
@@ -394,9 +395,7 @@ class SessionView:
         old = self._edit_bbox
         self.selected = name
         new = self.structures.sparse(name).bbox if name is not None else EMPTY_BBOX
-        box = bbox_union(old, new)
-        if box != EMPTY_BBOX:
-            self._draw_edit(box)
+        self._draw_edit(old, new)  # two boxes, not their union: far apart structures cost little
         self._edit_bbox = new
         self._color_edit_layer()
         self.set_preview_color()
@@ -420,18 +419,20 @@ class SessionView:
 
     # --- drawing --------------------------------------------------------------------------------
     def recolor(self) -> None:
+        """The structures' colours on every structure layer (the edit layer holds the selected
+        structure's own id, so switching structures never changes a colormap: that is slow)."""
         classes = [LabelClass(s.label_id, s.name, s.color) for s in self.structures]
-        for layer in (self.labels_layer, self.outline_layer):
+        for layer in (self.labels_layer, self.outline_layer, self.edit_layer):
             if layer is not None:
                 lt.apply_classes(layer, classes)
         self._color_edit_layer()
 
+    def _selected_id(self) -> int:
+        return self.structures.structure(self.selected).label_id if self.selected is not None else EDIT_ID
+
     def _color_edit_layer(self) -> None:
-        if self.edit_layer is None:
-            return
-        color = self.structures.color(self.selected) if self.selected is not None else "#ffff00"
-        self.edit_layer.colormap = lt.label_colormap([], {EDIT_ID: LabelClass(EDIT_ID, "x", color).rgba})
-        self.edit_layer.selected_label = EDIT_ID
+        if self.edit_layer is not None and self.edit_layer.selected_label != self._selected_id():
+            self.edit_layer.selected_label = self._selected_id()  # what napari's brush paints
 
     def redraw(self) -> None:
         """Redraw every structure layer from the session (after an import, a restore, a new order)."""
@@ -456,22 +457,33 @@ class SessionView:
         if self.selected is not None:
             self._edit_bbox = bbox_union(self._edit_bbox, ss.sparse(self.selected).bbox)
 
-    def _draw_edit(self, box) -> None:
+    def _draw_edit(self, *boxes) -> None:
+        """The selected structure alone, inside ``boxes``, on the edit layer (its id: the colours
+        of the structures layer)."""
         if self.edit_layer is None:
             return
-        sl = bbox_slices(box)
-        region = self.edit_layer.data[sl]
-        region[...] = 0
-        if self.selected is not None:
-            region[self.structures.sparse(self.selected).crop(box)] = EDIT_ID
+        top = max(self.structures.label_ids().values(), default=0)
+        if top > np.iinfo(self.edit_layer.data.dtype).max:
+            self.edit_layer.data = self.edit_layer.data.astype(np.uint16 if top <= 65535 else np.uint32)
+        for box in boxes:
+            if box == EMPTY_BBOX:
+                continue
+            region = self.edit_layer.data[bbox_slices(box)]
+            region[...] = 0
+            if self.selected is not None:
+                region[self.structures.sparse(self.selected).crop(box)] = self._selected_id()
         self.edit_layer.refresh()
 
     def set_preview_color(self) -> None:
-        if self.preview_layer is None:
+        """The preview in the selected structure's colour; set only when it changes and a preview
+        is shown (a colormap change costs tens of ms on a large grid)."""
+        if self.preview_layer is None or self._preview_bbox is None:
             return
         color = self.structures.color(self.selected) if self.selected is not None else "#ffff00"
-        rgba = LabelClass(PREVIEW_ID, "x", color).rgba
-        self.preview_layer.colormap = lt.label_colormap([], {PREVIEW_ID: rgba})
+        if color != self._preview_color:
+            self._preview_color = color
+            rgba = LabelClass(PREVIEW_ID, "x", color).rgba
+            self.preview_layer.colormap = lt.label_colormap([], {PREVIEW_ID: rgba})
 
     def _object_changed(self) -> None:
         self.sync_points()
@@ -491,6 +503,7 @@ class SessionView:
             region = data[pred.slices]
             region[pred.patch] = PREVIEW_ID
             self._preview_bbox = pred.bbox
+            self.set_preview_color()
         layer.refresh()
 
     def sync_points(self) -> None:
