@@ -152,7 +152,6 @@ def widget(ss: StructureSet, switches: int, steps: int) -> None:
         w = SegmentationWidget(viewer, engine_factory=lambda *a, **k: Idle())
         viewer.window.add_dock_widget(w)
         w.wait_for_prediction(30)
-        rss1 = rss_mb()
         t0 = time.perf_counter()
         w.session.replace_structures(ss.copy())
         w.refresh_structures()
@@ -178,8 +177,10 @@ def widget(ss: StructureSet, switches: int, steps: int) -> None:
             viewer.layers["ct"].refresh()
             QApplication.processEvents()
             repaint.append(time.perf_counter() - t0)
-        print(f"widget  show 47 structures (first full draw): {t_show:.2f} s; "
-              f"RSS +{rss2 - rss1:.0f} MB (display layers), widget and image +{rss1 - rss0:.0f} MB")
+        display = sum(x.data.nbytes for x in w.session.helper_layers() + [w.session.labels_layer] if hasattr(x.data, "nbytes"))
+        print(f"widget  show 47 structures (first full draw): {t_show:.2f} s; display layers (structures, "
+              f"outlines, selected, preview, points) {display / 2**20:.0f} MB; process RSS +{rss2 - rss0:.0f} MB "
+              f"with napari, the widget and the {image.array.nbytes / 2**20:.0f} MB image")
         print(f"widget  switch selected structure ({switches}x): median {1000 * statistics.median(work):.1f} ms, "
               f"max {1000 * max(work):.1f} ms (target <= 100 ms); with the canvas repaint median "
               f"{1000 * statistics.median(total):.1f} ms, max {1000 * max(total):.1f} ms")

@@ -50,5 +50,11 @@ def flatten_region(
         chosen.sort(key=lambda i: (order[i].voxel_count, -i))
     for i in chosen:
         s = order[i]
-        out[s.mask.crop(bbox)] = ids[s.name]
+        # only where the structure's own box meets the region: a full-grid redraw then costs the
+        # structures' boxes, not one grid-sized array per structure
+        lo = [max(bbox[k], s.mask.bbox[k]) for k in range(3)]
+        hi = [min(bbox[k + 3], s.mask.bbox[k + 3]) for k in range(3)]
+        inside = s.mask.crop((*lo, *hi))
+        sub = out[tuple(slice(lo[k] - bbox[k], hi[k] - bbox[k]) for k in range(3))]
+        sub[inside] = ids[s.name]
     return out
