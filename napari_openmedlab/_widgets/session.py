@@ -20,24 +20,22 @@ switching the selected structure rewrites only the old and the new structure's b
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-
 import numpy as np
 
 from ..annotation import requests as rq
 from ..annotation.flatten import flatten_region
 from ..annotation.label_classes import LabelClass, generic_classes
 from ..annotation.masks import EMPTY_BBOX, bbox_slices, bbox_union
-from ..annotation.prompt_log import log_document
 from ..annotation.session import AnnotationSession, EngineCall, Outcome
 from ..annotation.structure_autosave import StructureSetAutosave
 from ..annotation.structure_set import StructureSet
 from ..engines.base import Box, Prediction, PromptError
-from ..io import Volume, write_volume
-from ..io.atomic import atomic_write_json
+from ..io import Volume
 from ..layers import layer_metadata
 from . import layer_tools as lt
+from . import session_files
+from .brush import on_paint
+from .session_files import Saved
 
 PREVIEW_NAME = "current object"
 POINTS_NAME = "prompts"
@@ -45,16 +43,6 @@ BOXES_NAME = "boxes"
 EDIT_NAME = "selected structure"
 PREVIEW_ID = 1
 EDIT_ID = 1
-LABEL_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".mha")
-
-
-@dataclass
-class Saved:
-    """What :meth:`SessionView.save` wrote, and the voxels a label map could not keep."""
-
-    path: Path
-    log_path: Path | None
-    lost: dict  # structure name -> voxels lost to overlaps (label maps only)
 
 
 class SessionView:
@@ -531,61 +519,17 @@ class SessionView:
 
     # --- napari's own paint, erase and fill -----------------------------------------------------
     def _on_paint(self, event) -> None:
-        """A stroke on the edit layer becomes Edit requests on the selected structure (one undo step
-        each); a refused one (locked structure, none selected) is taken back. napari announces a
-        single edit before writing it, so the changes are read from its history atoms, and the
-        layer is redrawn from the session once napari is done."""
-        box, requests = EMPTY_BBOX, []
-        try:
-            for atom in event.value or []:
-                for abox, changed, paint in _atom_changes(atom):
-                    box = bbox_union(box, abox)
-                    if self.selected is None:
-                        raise PromptError("select a structure in the list before painting")
-                    mode = "paint" if paint else "erase"
-                    requests.append(rq.Edit.from_mask(self.selected, mode, changed, origin=abox[:3]))
-            for request in requests:
-                self.handle(request)
-        except (PromptError, ValueError) as err:
-            if self.on_message is not None:
-                self.on_message(f"Edit refused: {err}")
-        if box != EMPTY_BBOX:
-            from qtpy.QtCore import QTimer
+        """A stroke on the edit layer: Edit requests on the selected structure (see brush.py)."""
+        on_paint(self, event)
 
-            # after napari's own write: show what the session has (one value, whatever label napari painted)
-            QTimer.singleShot(0, lambda: self._draw_edit(box) if self.edit_layer is not None else None)
-
-    # --- files ----------------------------------------------------------------------------------
-    def all_records(self) -> list[dict]:
-        records = [r for s in self.structures for r in s.prompts]
-        return sorted(records, key=lambda r: str(r.get("time", "")))
-
+    # --- files (see session_files.py) ------------------------------------------------------------
     def log_document(self) -> dict:
-        return log_document(
-            self.all_records(),
-            source=self.source,
-            shape=self.volume.shape,
-            geometry=self.volume.geometry,
-            classes=[c.to_dict() for c in self.structures.classes()],
-        )
+        return session_files.log_document(self)
 
     def save(self, path) -> Saved:
-        """``.omlss``: the structure set itself; a label map (``.nii.gz``/``.nii``/``.nrrd``/``.mha``):
-        the flattened structures plus ``<name>.prompts.json``; ``lost`` names the structures whose
-        overlapping voxels the label map could not keep."""
-        self._require_image()
-        path = Path(path)
-        if path.name.lower().endswith(".omlss"):
-            return Saved(self.structures.save(path), None, {})
-        flat = self.structures.to_label_map()
-        labels_path = write_volume(Volume(flat.labels, self.volume.geometry, {"source": self.source}), path, labels=True)
-        stem = path.name
-        for suffix in LABEL_SUFFIXES:
-            if stem.lower().endswith(suffix):
-                stem = stem[: -len(suffix)]
-                break
-        log_path = atomic_write_json(path.with_name(stem + ".prompts.json"), self.log_document())
-        return Saved(labels_path, Path(log_path), flat.lost_counts)
+        """``.omlss``: the structure set; a label map (.nii.gz/.nii/.nrrd/.mha) plus
+        ``<name>.prompts.json``, with the structures that lost overlapping voxels in ``lost``."""
+        return session_files.save(self, path)
 
     @property
     def has_autosave(self) -> bool:
@@ -607,30 +551,3 @@ class SessionView:
     def _require_image(self) -> None:
         if self.model is None or self.labels_layer is None:
             raise PromptError("choose an image layer first")
-
-
-
-def _atom_changes(atom) -> list[tuple]:
-    """``(box, changed voxels in the box, painted?)`` for one napari Labels history atom: a masked
-    paint ``(slice_key, mask, old_values, new_value)`` or an index edit ``(indices, old, new)``."""
-    key = getattr(atom, "slice_key", None)
-    if key is not None:
-        key = key[-3:]
-        box = tuple(int(k.start) for k in key) + tuple(int(k.stop) for k in key)
-        shape = tuple(box[i + 3] - box[i] for i in range(3))
-        changed = np.ones(shape, bool) if atom.mask is None else np.asarray(atom.mask, bool).reshape(shape)
-        return [(box, changed, int(atom.new_value) != 0)]
-    indices, _old, new = atom
-    idx = np.stack([np.asarray(i, dtype=np.int64).ravel() for i in indices[-3:]], axis=1)
-    if not len(idx):
-        return []
-    new = np.broadcast_to(np.asarray(new).ravel(), (len(idx),))
-    out = []
-    for paint in (True, False):
-        pick = idx[(new != 0) == paint]
-        if len(pick):
-            lo, hi = pick.min(axis=0), pick.max(axis=0) + 1
-            changed = np.zeros(tuple(hi - lo), bool)
-            changed[tuple((pick - lo).T)] = True
-            out.append(((*lo.tolist(), *hi.tolist()), changed, paint))
-    return out

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engines.base import Box, Prediction, Prompts
+from .masks import EMPTY_BBOX, bbox_slices, bounding_box
 
 Bbox = tuple[int, int, int, int, int, int]
 """Half-open voxel bounds ``(z0, y0, x0, z1, y1, x1)``."""
@@ -27,22 +28,11 @@ Bbox = tuple[int, int, int, int, int, int]
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
-def bbox_slices(bbox: Bbox) -> tuple[slice, slice, slice]:
-    z0, y0, x0, z1, y1, x1 = bbox
-    return slice(z0, z1), slice(y0, y1), slice(x0, x1)
-
-
 def mask_bbox(mask: np.ndarray) -> Bbox | None:
-    """The half-open bounding box of the True voxels of a 3D mask, or None when there are none."""
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        if nz.size == 0:
-            return None
-        lo.append(int(nz[0]))
-        hi.append(int(nz[-1]) + 1)
-    return (*lo, *hi)  # type: ignore[return-value]
+    """The half-open bounding box of the True voxels of a 3D mask, or None when there are none
+    (:func:`.masks.bounding_box`, the project's one helper, with None for empty)."""
+    box = bounding_box(mask)
+    return None if box == EMPTY_BBOX else box
 
 
 @dataclass
