@@ -1,8 +1,9 @@
 """A persistent warning while autosaving fails: the user must know the work is only in memory.
 
-The autosaver writes on a background thread and keeps its state (``Autosaver.warning``); this
-label polls it from the Qt thread, so no signal crosses threads, and stays visible until a save
-succeeds. Host widgets give it a function returning the current autosaver (sessions come and go).
+The session keeps the state (``AnnotationSession.autosave_warning``: "autosave failed: <cause>;
+your work is only in memory" after a failed autosave, None after a good one); this label polls it
+from the Qt thread and stays visible until a save succeeds. The host gives it a function returning
+the current text (sessions come and go with the image).
 """
 
 from __future__ import annotations
@@ -17,11 +18,11 @@ STYLE = "QLabel { background: #8b1a1a; color: white; padding: 4px; font-weight: 
 
 
 class AutosaveWarning(QLabel):
-    """Shows ``autosaver.warning`` ("autosave failed: ...; your work is only in memory") while set."""
+    """Shows the text ``warning()`` returns while it is not empty."""
 
-    def __init__(self, autosaver: Callable[[], object | None], parent=None) -> None:
+    def __init__(self, warning: Callable[[], str | None], parent=None) -> None:
         super().__init__(parent)
-        self._autosaver = autosaver
+        self._warning = warning
         self.setWordWrap(True)
         self.setStyleSheet(STYLE)
         self.hide()
@@ -30,8 +31,7 @@ class AutosaveWarning(QLabel):
         self._timer.start(POLL_MS)
 
     def refresh(self) -> None:
-        saver = self._autosaver()
-        text = getattr(saver, "warning", None) if saver is not None else None
+        text = self._warning()
         if text:
             if text != self.text():
                 self.setText(text)

@@ -20,10 +20,10 @@ from qtpy.QtWidgets import (
 )
 
 from .autosave_warning import AutosaveWarning
-from .classes_panel import ClassesPanel
 from .model_panel import ModelPanel
+from .structure_list import StructureList
 
-NEW_TARGET = "<new labels layer>"
+NEW_TARGET = "<new structure set>"
 
 
 class LayerCombo(QComboBox):
@@ -45,7 +45,8 @@ def build_ui(w) -> None:
     layers_box = QGroupBox("Layers")
     form = QFormLayout(layers_box)
     form.addRow("Image", w.image_combo)
-    form.addRow("Target labels", w.target_combo)
+    form.addRow("Structures from", w.target_combo)
+    w.target_combo.setToolTip("A labels layer whose labels become the structures (one per label), or a new set.")
 
     w.models = ModelPanel()
     prompts_box = QGroupBox("Prompts")
@@ -79,7 +80,7 @@ def build_ui(w) -> None:
     v.addLayout(propagate_row)
     v.addWidget(hint)
 
-    w.classes = ClassesPanel()
+    w.structure_list = StructureList()
     w.commit_button = QPushButton("Commit (Ctrl+Enter)")
     w.undo_button = QPushButton("Undo")
     w.redo_button = QPushButton("Redo")
@@ -104,10 +105,13 @@ def build_ui(w) -> None:
 
     inner = QWidget()
     lay = QVBoxLayout(inner)
-    for child in (layers_box, w.models, prompts_box, w.classes):
-        lay.addWidget(child)
+    # the sections, top to bottom; other panels are added to w.sections (a QVBoxLayout) after these
+    w.sections = QVBoxLayout()
+    for child in (layers_box, w.models, prompts_box, w.structure_list):
+        w.sections.addWidget(child)
+    lay.addLayout(w.sections)
     lay.addLayout(actions)
-    w.autosave_warning = AutosaveWarning(lambda: w.session.autosaver)
+    w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)
     lay.addWidget(w.autosave_warning)
     lay.addWidget(w.banner)
     lay.addWidget(w.status_label)
@@ -133,10 +137,18 @@ def build_ui(w) -> None:
     w.cancel_propagation_button.clicked.connect(w.cancel_propagation)
     w.runner.propagated.connect(w._on_propagated)
     w.runner.busy_changed.connect(w._update_propagate_buttons)
-    w.classes.classes_changed.connect(lambda classes: w.session.set_classes(classes))
-    w.classes.class_selected.connect(w.select_class)
-    w.classes.overlap_changed.connect(lambda rule: setattr(w.session, "overlap", rule))
-    w.classes.refine_requested.connect(w.refine)
+    sl = w.structure_list
+    sl.selected.connect(w.select_structure)
+    sl.add_requested.connect(w.add_structure)
+    sl.remove_requested.connect(w.remove_structure)
+    sl.rename_requested.connect(w.rename_structure)
+    sl.visible_toggled.connect(w.set_visible)
+    sl.lock_toggled.connect(w.lock)
+    sl.refine_requested.connect(w.refine)
+    sl.classes_loaded.connect(w.add_class_structures)
+    sl.export_requested.connect(w.export_classes)
+    sl.mode_changed.connect(w.set_commit_mode)
+    sl.exclude_locked_changed.connect(w.set_exclude_locked)
     w.commit_button.clicked.connect(w.commit)
     w.undo_button.clicked.connect(w.undo)
     w.redo_button.clicked.connect(w.redo)

@@ -1,11 +1,14 @@
 """The interactive segmentation dock widget.
 
-Layout, top to bottom: image and target layer, model (weights, device, 2D window), prompts, label
-classes, commit/undo/redo/save, a restore banner when unsaved work is found, and a status line.
-All engine work runs on a worker thread (``worker.py``); the state lives in ``session.py``.
+Layout, top to bottom: image and structures layer, model (weights, device, 2D window), prompts, the
+structure list, commit/undo/redo/save, a restore banner when autosaved work is found, and a status
+line. All engine work runs on a worker thread (``worker.py``). The widget owns no annotation
+state: it is a view of a headless :class:`annotation.AnnotationSession` (``session.py`` mirrors
+it into layers) and every action is a request to it.
 
 The public methods (``set_image_layer``, ``set_model``, ``add_point``, ``wait_for_prediction``,
-``propagate``, ``commit``, ``undo``, ``redo``, ``save``, ``restore_autosave`` ...) are what the
+``propagate``, ``select_structure``, ``lock``, ``commit``, ``undo``, ``redo``, ``save``,
+``restore_autosave`` ...) are what the
 buttons call, so tests and scripts drive the widget exactly as a user does.
 """
 
@@ -16,6 +19,8 @@ from typing import TYPE_CHECKING
 from qtpy.QtCore import QTimer
 from qtpy.QtWidgets import QWidget
 
+from ..annotation import requests as rq
+from ..annotation.label_classes import write_classes
 from ..cleanup import remove_stale_temporaries
 from ..engines import create_engine
 from ..engines.base import Box, Cancelled, PromptError
@@ -26,7 +31,7 @@ from .files import FilesMixin
 from .interaction import ViewerInteraction, pick_3d, slice_axis
 from .layout import NEW_TARGET, build_ui
 from .prompt_tools import PromptToolsMixin
-from .session import Session
+from .session import SessionView
 from .worker import EngineRunner
 
 if TYPE_CHECKING:
@@ -43,7 +48,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         viewer = getattr(viewer, "__wrapped__", viewer)
         self.viewer = viewer
         remove_stale_temporaries()  # left in the recovery folder / weights cache by a killed run
-        self.session = Session(viewer)
+        self.session = SessionView(viewer)
+        self.session.on_message = self.show_status
         self.runner = EngineRunner(self)
         self.engine_factory = engine_factory or create_engine
         self.negative_mode = False
@@ -91,11 +97,11 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         session = self.session
         if event.value is session.image_layer:
             self.runner.cancel()
-            session.autosaver.wait(30)
             QTimer.singleShot(0, lambda: session.remove_helpers())  # not while napari removes a layer
-            self.session = Session(self.viewer)  # the old image is gone; start clean
-            self.session.set_classes(self.classes.classes())
-            self.session.overlap = self.classes.overlap
+            self.session = SessionView(self.viewer)  # the old image is gone; start clean
+            self.session.on_message = self.show_status
+            self.session.mode = self.structure_list.mode
+            self.refresh_structures()
             self.show_status("The image was closed; choose an image layer.")
         elif event.value is session.labels_layer and session.image_layer is not None:
             QTimer.singleShot(0, lambda: self._replace_deleted_target(session, event.value))
@@ -106,16 +112,18 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         alive = session is self.session and session.image_layer in self.viewer.layers
         if alive and session.labels_layer is old and old not in self.viewer.layers:
             try:
-                self.set_target_layer(None)
-                self.show_status("The target labels layer was deleted; committing into a new one.")
+                session.recreate_display()
+                self.show_status("The structures layer was deleted; the structures are shown in a new one.")
             except RuntimeError:  # the widget went away meanwhile (viewer closing)
                 pass
 
     def show_status(self, text: str) -> None:
-        warning = self.session.autosaver.warning  # also shown, persistently, by autosave_warning
+        warning = self.session.autosave_warning  # also shown, persistently, by autosave_warning
         if warning:
             text += f"\n{warning}"
         self.status_label.setText(text)
+        if getattr(self, "autosave_warning", None) is not None:
+            self.autosave_warning.refresh()  # at once, not at the next poll
 
     @property
     def status_text(self) -> str:
@@ -134,8 +142,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
             self.session.set_image_layer(layer, target)
         finally:
             self._building = False
-        self.classes.set_classes(self.session.classes, emit=False)
-        self.session.set_classes(self.classes.classes())
+        self.session.mode = self.structure_list.mode
+        self.refresh_structures()
         self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
         self.viewer.layers.selection.active = self.session.points_layer
         self._refresh_combos()
@@ -149,8 +157,9 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         """Commit into ``layer`` (a Labels layer on the image grid, or its name); None: a new one."""
         if isinstance(layer, str):
             layer = self.viewer.layers[layer]
+        self.runner.cancel()
         self.session.set_target_layer(layer)
-        self.classes.set_classes(self.session.classes, emit=False)
+        self.refresh_structures()
         self._refresh_combos()
 
     def _on_target_chosen(self) -> None:
@@ -203,12 +212,12 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         ``positive=None`` follows the negative-clicks toggle. False when the click is refused.
         """
         positive = not self.negative_mode if positive is None else positive
-        return self._prompt(lambda: self.session.add_point(world_zyx, positive))
+        return self._prompt(lambda: self.session.add_point(world_zyx, positive, self.slice_axis()))
 
     def add_point_voxel(self, zyx, positive: bool | None = None) -> bool:
         """Add a click at voxel ``(z, y, x)`` of the image and run the engine."""
         positive = not self.negative_mode if positive is None else positive
-        return self._prompt(lambda: self.session.add_point_voxel(zyx, positive))
+        return self._prompt(lambda: self.session.add_point_voxel(zyx, positive, self.slice_axis()))
 
     def add_box(self, box: Box) -> bool:
         engine = self.runner.engine
@@ -226,14 +235,12 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         self._submit(request)
         return True
 
-    def _submit(self, request) -> None:
-        if request is None:
+    def _submit(self, call) -> None:
+        """Run an :class:`annotation.EngineCall` (the 2D models read the slice axis in its prompts)."""
+        if call is None:
             return
-        axis = self.slice_axis()
-        if axis is not None:  # the 2D models segment the slice the user looks at
-            self.runner.settings["slice_axis"] = axis
-        self.runner.predict(request.generation, request.prompts, request.reset)
-        n = len(request.prompts.points) + len(request.prompts.boxes)
+        self.runner.predict(call)
+        n = len(call.prompts.points) + len(call.prompts.boxes)
         if self.runner.engine is None and not self.runner.loading:
             self.show_status("No model is loaded: choose a model with its weights present.")
         else:
@@ -296,79 +303,163 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     def _on_progress(self, fraction: float, message: str) -> None:
         self.show_status(f"{message} ({100 * fraction:.0f} %)" if message else f"{100 * fraction:.0f} %")
 
-    # --- labels -----------------------------------------------------------------------------------
-    def select_class(self, label_id: int) -> None:
-        """The id the next commit writes (added to the table if new)."""
-        self.session.class_id = int(label_id)
-        if self.classes.selected_id() != label_id:
-            self.classes.select_id(int(label_id))
+    # --- structures -----------------------------------------------------------------------------
+    def refresh_structures(self) -> None:
+        """Show the session's structures in the list."""
+        self.structure_list.set_rows(self.session.rows(), self.session.selected)
+
+    def _request(self, request, done: str | None = None):
+        """Send ``request`` to the session; a refused one shows why (nothing changed). Returns the
+        outcome or None."""
+        try:
+            outcome = self.session.handle(request)
+        except (PromptError, ValueError) as err:
+            self.show_status(str(err))
+            self.refresh_structures()  # undo a checkbox the user ticked
+            return None
+        self.refresh_structures()
+        self.show_status(done or outcome.message[:1].upper() + outcome.message[1:] + ".")
+        return outcome
+
+    def select_structure(self, name: str | None) -> None:
+        """The structure the next commit writes into and napari's paint tools act on."""
+        if self.session.structures is None:
+            return
+        self.session.select(name)
+        if self.structure_list.selected_name() != name:
+            self.refresh_structures()
+
+    def select_class(self, label_id: int) -> str | None:
+        """Select the structure with ``label_id`` (created, named by the class table, if new)."""
+        try:
+            name = self.session.structure_for_id(int(label_id))
+        except (PromptError, ValueError) as err:
+            self.show_status(str(err))
+            return None
+        self.select_structure(name)
+        self.refresh_structures()
+        return name
+
+    def add_structure(self, name: str | None = None, color=None) -> str | None:
+        name = name or self.session.new_structure_name()
+        if self._request(rq.AddStructure(name, color)) is None:
+            return None
+        self.select_structure(name)
+        return name
+
+    def remove_structure(self, name: str) -> bool:
+        return self._request(rq.RemoveStructure(name)) is not None
+
+    def rename_structure(self, old: str, new: str) -> bool:
+        return self._request(rq.Rename(old, new)) is not None
+
+    def lock(self, name: str, locked: bool = True) -> bool:
+        ok = self._request(rq.Lock(name, locked)) is not None
         self.session.set_preview_color()
+        return ok
 
-    def set_overlap(self, rule: str) -> None:
-        self.classes.set_overlap(rule)
-        self.session.overlap = rule
+    def set_visible(self, name: str, visible: bool = True) -> bool:
+        return self._request(rq.SetVisible(name, visible)) is not None
 
-    def load_preset(self, name: str) -> None:
-        self.classes.load_preset(name)
+    def add_class_structures(self, classes) -> list[str]:
+        """One empty structure per class not present yet (a preset or an imported class table)."""
+        if self.session.structures is None:
+            self.session.class_table = list(classes)
+            return []
+        added = self.session.add_class_structures(classes)
+        if self.session.selected is None and self.session.structures.names():
+            self.session.select(self.session.structures.names()[0])
+        self.refresh_structures()
+        self.show_status(f"Added {len(added)} structure{'s' if len(added) != 1 else ''}.")
+        return added
 
-    def commit(self) -> dict | None:
-        """Write the current object with the selected class id (after a running prediction ends)."""
+    def load_preset(self, name: str) -> list[str]:
+        from ..annotation.label_classes import generic_classes, load_preset
+        from .structure_list import GENERIC
+
+        return self.add_class_structures(generic_classes() if name == GENERIC else load_preset(name))
+
+    def export_classes(self, path) -> None:
+        write_classes(self.session.structures.classes(), path)
+        self.show_status(f"Wrote the class table {path}.")
+
+    def set_commit_mode(self, mode: str) -> None:
+        """replace, add or subtract: how a commit changes the selected structure."""
+        if self.structure_list.mode != mode:
+            self.structure_list.set_mode(mode)
+        self.session.mode = mode
+
+    def set_exclude_locked(self, on: bool) -> None:
+        """Remove locked structures' voxels from the preview and the commit (on by default)."""
+        if self.structure_list.exclude_check.isChecked() != on:
+            self.structure_list.exclude_check.setChecked(on)
+        if self.session.model is not None:
+            self.session.model.exclude_locked = bool(on)
+            self.session._draw_preview()
+
+    def commit(self, name: str | None = None) -> dict | None:
+        """Write the current object into the selected structure (after a running prediction ends)."""
         running = self.runner.busy and self.runner.running_generation == self.session.generation
         will_run = self.runner.waiting and (self.runner.engine is not None or self.runner.loading)
         if running or will_run:
             self._commit_when_ready = True
             self.show_status("Committing when the running prediction ends…")
             return None
-        if self.session.state.has_prompts and not self.session.state.fresh:
+        if self.session.model is not None and self.session.state.has_prompts and not self.session.state.fresh:
             self.show_status(
                 "The preview does not show the last prompt (its prediction failed or was "
                 "cancelled): undo that prompt, or click again."
             )
             return None
         try:
-            record = self.session.commit()
+            record = self.session.commit(name)
         except (PromptError, ValueError) as err:
             self.show_status(f"Cannot commit: {err}")
             return None
+        self.refresh_structures()
         if record is None:
             self.show_status("Nothing to commit: click the structure first.")
         else:
+            saved = "" if self.session.autosave_error else "; autosaved"
             self.show_status(
-                f"Committed {record['class_name']} (id {record['class_id']}): "
-                f"{record['voxels_changed']} voxels changed; autosaved."
+                f"Committed {record['structure']} ({record['mode']}): {record['voxels_changed']} voxels changed{saved}."
             )
         return record
 
     def undo(self) -> None:
-        self._replay(self.session.undo(), "Undid")
+        self._replay(rq.Undo())
 
     def redo(self) -> None:
-        self._replay(self.session.redo(), "Redid")
+        self._replay(rq.Redo())
 
-    def _replay(self, step, verb: str) -> None:
+    def _replay(self, request) -> None:
         self.runner.cancel()
-        if step is None:
-            self.show_status(f"Nothing to {verb[:-1].lower()}.")
+        outcome = self._request(request)
+        if outcome is None or self.session.model is None:
             return
         state = self.session.state
         if state.has_prompts and (state.preview is None or not state.fresh):  # never answered
-            self._submit(self.session.request())
-        self.show_status(f"{verb} {step.description}.")
+            self._submit(self.session.request(reset=True))
 
     def clear_object(self) -> None:
         self.runner.cancel()
-        if self.session.clear_object():
+        if self.session.model is not None and self.session.clear_object():
             self.show_status("Cleared the current object (undo brings it back).")
 
-    def refine(self, label_id: int) -> bool:
-        """Make label ``label_id`` the current object; clicks refine it, commit replaces it."""
+    def refine(self, structure) -> bool:
+        """Make ``structure`` (a name or a label id) the current object; commit replaces it."""
         try:
-            self.session.start_refine(label_id)
+            if not isinstance(structure, str):
+                name = self.session.structure_for_id(int(structure), create=False)
+                if name is None:
+                    raise ValueError(f"no structure has label {structure}")
+                structure = name
+            self.session.start_refine(structure)
         except (PromptError, ValueError) as err:
             self.show_status(str(err))
             return False
-        self.select_class(label_id)
-        self.show_status(f"Refining label {label_id}: click to add or remove, then commit.")
+        self.refresh_structures()
+        self.show_status(f"Refining {structure}: click to add or remove, then commit.")
         return True
 
     # --- teardown ---------------------------------------------------------------------------------
@@ -385,4 +476,3 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
             (self.viewer.layers.events.removed, self._on_layer_removed),
         ):
             emitter.disconnect(slot)
-        self.session.autosaver.wait(30)

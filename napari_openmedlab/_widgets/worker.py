@@ -74,6 +74,29 @@ class Outcome:
     info: dict = field(default_factory=dict)
 
 
+@dataclass
+class LoadJob:
+    """Create engine ``name`` with ``factory(name, checkpoint, device)`` (None: keep the loaded
+    engine) and give it ``volume``."""
+
+    factory: Callable | None
+    name: str | None
+    checkpoint: Any
+    device: str | None
+    volume: Any
+
+
+@dataclass
+class ObjectJob:
+    """Run the current object: ``kind`` "predict" (``payload``: Prompts) or "propagate" (Prompts or
+    a Prediction), for the object's ``generation``; ``reset`` forgets the engine's object first."""
+
+    kind: str
+    generation: int
+    payload: Any
+    reset: bool
+
+
 def apply_settings(engine, settings: dict) -> None:
     """Set each setting the engine has as a property, only when it changes (a new 2D window
     drops the engine's embedding cache, so it must not be set again on every click)."""
@@ -123,8 +146,8 @@ class EngineRunner(QObject):
         self._busy: str | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
-        self._pending_load: tuple | None = None
-        self._pending_predict: tuple | None = None
+        self._pending_load: LoadJob | None = None
+        self._pending_predict: ObjectJob | None = None
         self.running_generation = -1
         self._discard_next_load = False
 
@@ -132,7 +155,7 @@ class EngineRunner(QObject):
     def load(self, factory, name: str, checkpoint, device: str, volume) -> None:
         """Create engine ``name`` (``factory(name, checkpoint, device)``) and give it ``volume``."""
         self._discard_next_load = self._busy == "load"  # a newer model choice wins
-        self._pending_load = (factory, name, checkpoint, device, volume)
+        self._pending_load = LoadJob(factory, name, checkpoint, device, volume)
         self._cancel.set()
         self._kick()
 
@@ -141,15 +164,9 @@ class EngineRunner(QObject):
         if self.engine is not None or self._pending_load is not None:
             info = self.engine_info
             if self._pending_load is not None:
-                self._pending_load = (*self._pending_load[:4], volume)
+                self._pending_load.volume = volume
             else:
-                self._pending_load = (
-                    None,
-                    info.get("name"),
-                    info.get("checkpoint"),
-                    info.get("device"),
-                    volume,
-                )
+                self._pending_load = LoadJob(None, info.get("name"), info.get("checkpoint"), info.get("device"), volume)
             self._cancel.set()
             self._kick()
 
@@ -162,9 +179,10 @@ class EngineRunner(QObject):
         self.engine_info = {}
         self._discard_next_load = self._busy == "load"
 
-    def predict(self, generation: int, prompts, reset: bool = False) -> None:
-        """Run ``prompts``; supersedes any waiting request and cancels the running one."""
-        self._request("predict", generation, prompts, reset)
+    def predict(self, call) -> None:
+        """Run an :class:`annotation.EngineCall` (generation, prompts, reset); supersedes any waiting
+        request and cancels the running one."""
+        self._request("predict", call.generation, call.prompts, call.reset)
 
     def propagate(self, generation: int, source, reset: bool = False) -> None:
         """Run ``engine.propagate(source, progress, cancel)`` (``source``: Prompts or a Prediction).
@@ -176,8 +194,8 @@ class EngineRunner(QObject):
 
     def _request(self, kind: str, generation: int, payload, reset: bool) -> None:
         if self._pending_predict is not None:
-            reset = reset or self._pending_predict[2]
-        self._pending_predict = (generation, payload, reset, kind)
+            reset = reset or self._pending_predict.reset
+        self._pending_predict = ObjectJob(kind, generation, payload, reset)
         if self._busy in _OBJECT_JOBS and (kind == "predict" or self.running_generation != generation):
             self._cancel.set()
         self._kick()
@@ -191,7 +209,7 @@ class EngineRunner(QObject):
     def cancel_propagation(self) -> bool:
         """Drop a waiting propagation and stop a running one; False when there was none."""
         found = False
-        if self._pending_predict is not None and self._pending_predict[3] == "propagate":
+        if self._pending_predict is not None and self._pending_predict.kind == "propagate":
             self._pending_predict = None
             found = True
         if self._busy == "propagate" and not self._cancel.is_set():
@@ -214,7 +232,7 @@ class EngineRunner(QObject):
         """A propagation runs (and was not cancelled) or waits to run."""
         pending = self._pending_predict
         running = self._busy == "propagate" and not self._cancel.is_set()
-        return running or (pending is not None and pending[3] == "propagate")
+        return running or (pending is not None and pending.kind == "propagate")
 
     @property
     def loading(self) -> bool:
@@ -265,7 +283,8 @@ class EngineRunner(QObject):
             return
         self._cancel = threading.Event()  # a fresh flag for the job about to start
         if self._pending_load is not None:
-            factory, name, checkpoint, device, volume = self._pending_load
+            job = self._pending_load
+            factory, name, checkpoint, device, volume = job.factory, job.name, job.checkpoint, job.device, job.volume
             self._pending_load = None
             old = self.engine if factory is None else None
             if factory is not None:
@@ -276,7 +295,8 @@ class EngineRunner(QObject):
             )
             self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume))
         elif self._pending_predict is not None and self.engine is not None:
-            generation, payload, reset, kind = self._pending_predict
+            pending = self._pending_predict
+            generation, payload, reset, kind = pending.generation, pending.payload, pending.reset, pending.kind
             self._pending_predict = None
             self.running_generation = generation
             engine, cancel, settings = self.engine, self._cancel, dict(self.settings)

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..engines.base import Box, Prediction, Prompts
+from .masks import EMPTY_BBOX, bbox_slices, bounding_box
 
 Bbox = tuple[int, int, int, int, int, int]
 """Half-open voxel bounds ``(z0, y0, x0, z1, y1, x1)``."""
@@ -27,22 +28,11 @@ Bbox = tuple[int, int, int, int, int, int]
 DEFAULT_MAX_BYTES = 256 * 2**20
 
 
-def bbox_slices(bbox: Bbox) -> tuple[slice, slice, slice]:
-    z0, y0, x0, z1, y1, x1 = bbox
-    return slice(z0, z1), slice(y0, y1), slice(x0, x1)
-
-
 def mask_bbox(mask: np.ndarray) -> Bbox | None:
-    """The half-open bounding box of the True voxels of a 3D mask, or None when there are none."""
-    lo, hi = [], []
-    for axis in range(3):
-        other = tuple(a for a in range(3) if a != axis)
-        nz = np.flatnonzero(mask.any(axis=other))
-        if nz.size == 0:
-            return None
-        lo.append(int(nz[0]))
-        hi.append(int(nz[-1]) + 1)
-    return (*lo, *hi)  # type: ignore[return-value]
+    """The half-open bounding box of the True voxels of a 3D mask, or None when there are none
+    (:func:`.masks.bounding_box`, the project's one helper, with None for empty)."""
+    box = bounding_box(mask)
+    return None if box == EMPTY_BBOX else box
 
 
 @dataclass
@@ -116,6 +106,7 @@ class ObjectState:
     preview: Prediction | None = None
     refine_id: int | None = None
     fresh: bool = True
+    slice_axis: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -144,17 +135,25 @@ class ObjectState:
             self.preview,
             self.refine_id,
             fresh=False,
+            slice_axis=self.slice_axis,
         )
 
     def with_box(self, box: Box) -> ObjectState:
         return ObjectState(
-            self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id, fresh=False
+            self.points,
+            self.labels,
+            (*self.boxes, box),
+            self.mask,
+            self.preview,
+            self.refine_id,
+            fresh=False,
+            slice_axis=self.slice_axis,
         )
 
     def prompts(self) -> Prompts:
         """The engine's :class:`Prompts` (the refine mask rebuilt on the full grid)."""
         mask = self.mask.to_mask() if self.mask is not None else None
-        return Prompts(self.points.copy(), self.labels.copy(), list(self.boxes), mask)
+        return Prompts(self.points.copy(), self.labels.copy(), list(self.boxes), mask, self.slice_axis)
 
 
 @dataclass

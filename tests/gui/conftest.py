@@ -61,4 +61,4 @@ def make_widget(make_napari_viewer):
     for widget in made:
         widget.runner.cancel()
         widget.runner.wait_idle(10)
-        widget.session.autosaver.wait(10)
+        widget.wait_for_autosave(10)

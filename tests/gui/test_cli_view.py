@@ -14,7 +14,7 @@ pytestmark = pytest.mark.gui
 
 def _finish(widget) -> None:
     assert widget.wait_for_prediction(60)  # the default model loads in the background
-    widget.session.autosaver.wait(10)
+    widget.wait_for_autosave(10)
 
 
 def test_view_without_files_opens_the_sample_ct_and_docks_the_widget(make_napari_viewer):

@@ -65,10 +65,11 @@ def test_a_checkpoint_file_loads(make_widget, tmp_path):
     w.models.window_combo.setCurrentText("CT bone (W1800 L400)")
     assert w.runner.settings["window"] == "bone"
     assert tuple(w.session.image_layer.contrast_limits) == (-500.0, 1300.0)
-    viewer.dims.order = (1, 0, 2)  # coronal slices: the 2D engine is told so with the next click
+    viewer.dims.order = (1, 0, 2)  # coronal slices: the click's prompts carry the axis
     w.add_point_voxel((12, 16, 16))
     w.wait_for_prediction(10)
-    assert w.runner.settings["slice_axis"] == 1
+    assert w.session.request(reset=False) is not None
+    assert w.session.state.prompts().slice_axis == 1
 
 
 def test_window_presets_match_the_2d_engine():

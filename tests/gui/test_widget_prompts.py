@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from qtpy.QtCore import QTimer
 
+from napari_openmedlab._widgets import layer_tools as lt
 from napari_openmedlab.engines.base import Box
 
 pytestmark = pytest.mark.gui
@@ -36,13 +37,15 @@ def test_point_preview_commit_undo_redo(make_widget):
     w.redo()
     assert (labels == 3).sum() == record["voxels_changed"]
     w.undo()
+    w.undo()  # selecting id 3 made the structure label_3: its own step
+    assert s.structures.names() == []
     w.undo()  # the click itself
     assert len(s.points_layer.data) == 0 and preview.sum() == 0
     w.redo()
     assert len(s.points_layer.data) == 1 and preview.sum() > 50  # cached preview, no new run
 
 
-def test_negative_click_and_overlap_rules(make_widget):
+def test_negative_click(make_widget):
     viewer, w = make_widget(radius=30, tolerance=400)  # one click grows over both balls
     s = w.session
     w.add_point_voxel((12, 16, 16))
@@ -56,47 +59,55 @@ def test_negative_click_and_overlap_rules(make_widget):
     np.testing.assert_allclose(s.points_layer.face_color[1][:3], (1.0, 0.15, 0.15), atol=0.01)
     w.set_negative(False)
 
-    labels = s.labels_layer.data
-    labels[12, 16, 16] = 9  # an existing label under the object
-    w.set_overlap("empty")
     w.select_class(2)
     w.commit()
-    assert labels[12, 16, 16] == 9 and (labels == 2).sum() > 0
-    w.add_point_voxel((12, 16, 16))
-    w.wait_for_prediction(10)
-    w.set_overlap("overwrite")
-    w.commit()
-    assert labels[12, 16, 16] == 2
+    labels = s.labels_layer.data
+    assert (labels == 2).sum() > 0 and labels[12, 32, 34] == 0
 
 
-def test_refine_replaces_the_label(make_widget):
+def test_refine_replaces_the_structure(make_widget):
     viewer, w = make_widget()
     s = w.session
-    labels = s.labels_layer.data
-    labels[10:14, 30:34, 30:34] = 4  # a rough label to refine
+    rough = np.zeros(s.volume.shape, np.uint8)
+    rough[10:14, 30:34, 30:34] = 4  # a rough label to refine, opened as the structures
+    layer = viewer.add_labels(rough, name="rough", **lt.placement(s.image_layer))
+    w.set_target_layer(layer)
+    assert s.structures.names() == ["label_4"]
     assert w.refine(4)
-    assert s.state.refine_id == 4 and w.classes.selected_id() == 4
+    assert s.state.refine_id == 4 and w.structure_list.selected_name() == "label_4"
     assert s.preview_layer.data.sum() == 4 * 4 * 4
     w.add_point_voxel((12, 32, 34))  # the engine gets the mask prompt plus the click
     w.wait_for_prediction(10)
     w.commit()
     ball = s.volume.array == 400
-    assert (labels == 4).sum() >= ball.sum() and (labels[ball] == 4).all()
-    assert not w.refine(77) and "no voxel" in w.status_text
+    assert (layer.data == 4).sum() >= ball.sum() and (layer.data[ball] == 4).all()
+    assert not w.refine(77) and "no structure has label 77" in w.status_text
 
 
-def test_brush_edits_survive_undo(make_widget):
+def test_napari_paint_acts_on_the_selected_structure_and_undoes(make_widget, qtbot):
     viewer, w = make_widget()
     s = w.session
     w.add_point_voxel((12, 16, 16))
     w.wait_for_prediction(10)
     w.commit()
-    layer = s.labels_layer
-    layer.paint((12, 16, 16), 7, refresh=True)  # napari's own brush, after the commit
-    viewer.layers.selection.active = layer
-    assert layer.data[12, 16, 16] == 7
+    w.add_structure("Other")
+    w.select_structure("label_1")
+    edit = s.edit_layer
+    edit.brush_size = 1
+    before = s.structures.mask("label_1").copy()
+    edit.paint((12, 40, 5), 1, refresh=True)  # napari's own brush, on the selected structure
+    assert s.structures.mask("label_1")[12, 40, 5], w.status_text
+    assert not s.structures.mask("Other").any()
+    assert s.labels_layer.data[12, 40, 5] == 1
+    assert s.history.undo_descriptions[-1] == "paint label_1"
     w.undo()
-    assert layer.data[12, 16, 16] == 7 and (layer.data == 1).sum() == 0
+    np.testing.assert_array_equal(s.structures.mask("label_1"), before)
+    assert edit.data[12, 40, 5] == 0 and s.labels_layer.data[12, 40, 5] == 0
+    w.lock("label_1")
+    edit.paint((12, 40, 5), 1, refresh=True)  # refused: the stroke is taken back
+    assert "locked" in w.status_text
+    qtbot.waitUntil(lambda: edit.data[12, 40, 5] == 0)
+    np.testing.assert_array_equal(s.structures.mask("label_1"), before)
 
 
 def test_newer_prompt_supersedes_and_ui_stays_responsive(make_widget, qtbot):

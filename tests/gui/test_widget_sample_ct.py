@@ -45,7 +45,8 @@ def test_sample_ct_session(make_widget, shared_data, tmp_path):
     w.undo()  # the spleen commit
     assert (s.labels_layer.data == 1).sum() == 0 and (s.labels_layer.data == 5).sum() == written.sum()
 
-    labels_path, log_path = w.save(tmp_path / "ct_labels.nii.gz")
+    out = w.save(tmp_path / "ct_labels.nii.gz")
+    labels_path, log_path = out.path, out.log_path
     saved = read_volume(labels_path)
     assert saved.geometry == ct.geometry or saved.geometry.same_grid(ct.geometry, tol=1e-5)
     assert saved.shape == ct.shape

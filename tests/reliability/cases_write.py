@@ -10,6 +10,7 @@ from pathlib import Path
 import numpy as np
 from faults import (
     CASES,
+    SHAPE,
     Outcome,
     case,
     ct_array,
@@ -106,23 +107,27 @@ def _writer_cases():
 _writer_cases()
 
 
-@case("1 full disk", "autosave on a full disk: the previous snapshot still restores, warning set", needs_mount=True)
+@case("1 full disk", "autosave on a full disk: the edit kept, the previous generation still restores, warning set",
+      needs_mount=True)
 def full_disk_autosave(tmp):
-    from napari_openmedlab.annotation.autosave import Autosaver, RecoveryStore
+    from napari_openmedlab.annotation import AnnotationSession, Edit, StructureSetAutosave
 
     with small_filesystem(tmp / "small", 1024) as fs:
-        store = RecoveryStore(fs / "recovery")
-        saver = Autosaver()
-        saver.submit(store, volume(sphere_labels()), {"commits": [{"n": 1}]})
-        saver.wait(60)
-        fill(fs, 8192)
-        saver.submit(store, volume(ct_array(3).astype(np.uint16) % 200), {"commits": [{"n": 1}, {"n": 2}]})
-        saver.wait(60)
-        out = Outcome(1 if saver.warning else 0, saver.warning or "")
-        labels, log = store.load()
-        if len(log["commits"]) != 1 or not np.array_equal(labels.array, sphere_labels()):
-            out.lost.append("snapshot")
-        out.lost += leftovers(store.folder, {"gen-000001"})
+        store = StructureSetAutosave(fs / "recovery")
+        session = AnnotationSession(volume(), _structures(1), autosave=store)
+        session.handle(Edit.from_mask("s1", "paint", np.ones((1, 2, 2), bool), (0, 0, 0)))
+        first = [p.name for _, p in store.generations()]
+        fill(fs, 2048)
+        noise = np.random.default_rng(0).random(SHAPE) > 0.5  # incompressible: the file cannot fit
+        session.handle(Edit.from_mask("s1", "paint", noise))
+        warning = session.autosave_warning
+        out = Outcome(1 if warning else 0, warning or "")
+        restored, _ = StructureSetAutosave(store.folder).load_latest()
+        if restored.mask("s1").sum() != _structures(1).mask("s1").sum() + 4:
+            out.lost.append("autosave generation")
+        if not session.structures.mask("s1")[noise].all():
+            out.lost.append("the edit in memory")
+        out.lost += leftovers(store.folder, set(first))
         return out
 
 
@@ -223,89 +228,127 @@ def stale_temporary_removed(tmp, monkeypatch=None):
 
 
 # --- 2. recovery data damaged or not restored ----------------------------------------------------
-def _two_generations(tmp: Path):
-    from napari_openmedlab.annotation.autosave import RecoveryStore
+def _structures(n: int = 1):
+    """A structure set of ``n`` spheres' worth of structures on the test grid."""
+    from napari_openmedlab.annotation import StructureSet
 
-    store = RecoveryStore(tmp / "rec")
-    store.save(volume(sphere_labels()), {"commits": [{"n": 1}]})
-    newest = store.save(volume(sphere_labels() * 2), {"commits": [{"n": 1}, {"n": 2}]})
+    ss = StructureSet(volume().geometry, SHAPE)
+    for i in range(1, n + 1):
+        ss.add(f"s{i}", np.roll(sphere_labels().astype(bool), i, axis=2), label_id=i)
+    return ss
+
+
+def _two_generations(tmp: Path):
+    from napari_openmedlab.annotation import StructureSetAutosave
+
+    store = StructureSetAutosave(tmp / "rec")
+    store.save(_structures(1))
+    newest = store.save(_structures(2))
     return store, newest
 
 
 def _restores_previous(damage):
     def run(tmp):
-        from napari_openmedlab.annotation.autosave import RecoveryStore
+        from napari_openmedlab.annotation import StructureSetAutosave
 
         store, newest = _two_generations(tmp)
         damage(newest)
         try:
-            snapshot = RecoveryStore(store.folder).load_snapshot()
+            restored, message = StructureSetAutosave(store.folder).load_latest()
         except Exception as err:
             return Outcome(1, "", f"{type(err).__name__}: {err}")
-        out = Outcome(0, snapshot.note)
-        if len(snapshot.log["commits"]) != 1 or not snapshot.note:
-            out.wrong = "the previous good snapshot was not offered with a note"
+        out = Outcome(0, message)
+        if len(restored) != 1 or "previous good one" not in message:
+            out.wrong = "the previous good generation was not offered with a note"
         return out
 
     return run
 
 
-def _half_json(gen):
-    text = (gen / "prompt_log.json").read_text()
-    (gen / "prompt_log.json").write_text(text[: len(text) // 2])
+def _rewrite_member(path: Path, name: str, data: bytes | None) -> None:
+    """A generation whose zip is whole but whose member ``name`` is replaced (None: left out)."""
+    import zipfile
+
+    with zipfile.ZipFile(path) as z:
+        members = {m: z.read(m) for m in z.namelist()}
+    if data is None:
+        members.pop(name)
+    else:
+        members[name] = data
+    with zipfile.ZipFile(path, "w") as z:
+        for m, d in members.items():
+            z.writestr(m, d)
 
 
-case("2 recovery", "newest prompt log half-written: the previous snapshot is restored, with a note",
-     "ok")(_restores_previous(_half_json))
-CASES[-1].id = "recovery_half_written_log"
-case("2 recovery", "newest prompt log is a JSON list: the previous snapshot is restored", "ok")(
-    _restores_previous(lambda gen: (gen / "prompt_log.json").write_text("[1, 2]")))
-CASES[-1].id = "recovery_log_is_a_list"
-case("2 recovery", "newest labels file missing beside a good log: the previous snapshot is restored", "ok")(
-    _restores_previous(lambda gen: (gen / "labels.nii.gz").unlink()))
-CASES[-1].id = "recovery_labels_missing"
-case("2 recovery", "newest manifest missing (killed mid-write): the previous snapshot is restored", "ok")(
-    _restores_previous(lambda gen: (gen / "snapshot.json").unlink()))
-CASES[-1].id = "recovery_manifest_missing"
+def _manifest_list(path: Path) -> None:
+    _rewrite_member(path, "manifest.npy", _npy(b"[1, 2]"))
 
 
-@case("2 recovery", "every snapshot damaged: one line naming each fault")
+case("2 recovery", "newest generation cut in half: the previous one is restored, with a note",
+     "ok")(_restores_previous(lambda p: p.write_bytes(p.read_bytes()[: p.stat().st_size // 2])))
+CASES[-1].id = "recovery_half_written_generation"
+case("2 recovery", "newest generation's manifest is a JSON list: the previous one is restored", "ok")(
+    _restores_previous(_manifest_list))
+CASES[-1].id = "recovery_manifest_is_a_list"
+case("2 recovery", "newest generation lacks a mask beside a good manifest: the previous one is restored", "ok")(
+    _restores_previous(lambda p: _rewrite_member(p, "mask_1.npy", None)))
+CASES[-1].id = "recovery_mask_missing"
+case("2 recovery", "newest generation is an empty file (killed mid-write): the previous one is restored", "ok")(
+    _restores_previous(lambda p: p.write_bytes(b"")))
+CASES[-1].id = "recovery_empty_generation"
+
+
+@case("2 recovery", "every generation damaged: one line naming each fault")
 def recovery_all_damaged(tmp):
     from napari_openmedlab.annotation.autosave import RecoveryError
 
     store, newest = _two_generations(tmp)
-    for gen in store.generations():
-        (gen.folder / "prompt_log.json").write_text("{")
-    return run_api(store.load, (RecoveryError,))
+    for _, path in store.generations():
+        path.write_bytes(b"{")
+    return run_api(store.load_latest, (RecoveryError,))
 
 
-@case("2 recovery", "snapshot with label ids no label file holds (70000, -3): refused at restore")
+@case("2 recovery", "generation with label ids no label map holds (70000, -3): refused at restore")
 def recovery_bad_ids(tmp):
-    import SimpleITK as sitk
+    import json
 
-    from napari_openmedlab.annotation.autosave import RecoveryError, RecoveryStore
+    from napari_openmedlab.annotation import StructureSetAutosave
+    from napari_openmedlab.annotation.autosave import RecoveryError
 
-    bad = sphere_labels().astype(np.int32) * 70000
-    bad[0, 0, 0] = -3
-    store = RecoveryStore(tmp / "rec")  # a complete, checksummed snapshot holding impossible ids
-    store.write_snapshot({
-        "labels.nii.gz": lambda p: sitk.WriteImage(sitk.GetImageFromArray(bad), str(p), True),
-        "prompt_log.json": lambda p: p.write_text('{"commits": []}'),
-    })
-    return run_api(store.load, (RecoveryError,))
+    store = StructureSetAutosave(tmp / "rec")
+    bad = _structures(2)
+    bad.structure("s2").label_id = 70000
+    path = store.save(bad)  # a complete generation holding an impossible id
+    manifest = bad.manifest()
+    manifest["structures"][0]["label_id"] = -3
+    older = path.with_name(path.name.replace("000001", "000000"))
+    bad.save(older)
+    _rewrite_member(older, "manifest.npy", _npy(json.dumps(manifest).encode()))
+    return run_api(store.load_latest, (RecoveryError,))
 
 
-@case("2 recovery", "a new session's autosaves never overwrite an unrestored autosave", "ok")
+def _npy(data: bytes) -> bytes:
+    import io
+
+    buffer = io.BytesIO()
+    np.save(buffer, np.frombuffer(data, dtype=np.uint8))
+    return buffer.getvalue()
+
+
+@case("2 recovery", "a new session's autosaves never overwrite or prune an unrestored autosave", "ok")
 def recovery_unrestored_kept(tmp):
-    from napari_openmedlab.annotation.autosave import RecoveryStore
+    from napari_openmedlab.annotation import StructureSetAutosave
 
-    old = RecoveryStore(tmp / "rec")
-    old.save(volume(sphere_labels()), {"commits": [{"old": True}]})
-    new = RecoveryStore(tmp / "rec")  # the image opened again; restore not chosen
-    for i in range(6):
-        new.save(volume(sphere_labels() * 3), {"commits": [{"new": i}]})
-    kept = [g for g in new.generations() if g.session == old.session]
-    return Outcome(0, wrong="" if kept and kept[0].fault() is None else "the unrestored autosave is gone")
+    old = StructureSetAutosave(tmp / "rec")
+    kept = old.save(_structures(1))
+    new = StructureSetAutosave(tmp / "rec")  # the image opened again; restore not chosen
+    for _ in range(6):
+        new.save(_structures(3))
+    try:
+        restored, _ = new.load_latest(others_only=True)
+    except Exception as err:
+        return Outcome(1, "", f"{type(err).__name__}: {err}")
+    return Outcome(0, wrong="" if kept.is_file() and len(restored) == 1 else "the unrestored autosave is gone")
 
 
 
