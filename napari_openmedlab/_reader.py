@@ -1,8 +1,10 @@
 """npe2 reader: NIfTI, NRRD, MetaImage and DICOM folders as layers in physical millimetres.
 
-A label file opened while an image on another voxel grid is shown is resampled (nearest
-neighbour, in physical space) onto that image's grid, so labels and image share one grid and
-later edits and commits line up voxel for voxel.
+Every layer keeps its own voxel grid and is placed in physical millimetres by its scale and affine,
+so a segmentation stored on another grid (flipped, shifted) lines up with its image on screen.
+The reader looks at nothing but the files (no viewer state): when label files are opened together
+with an image, they are resampled onto it (nearest neighbour, in physical space); a label map
+taken as the structures of an annotation is resampled onto the annotated image by the widget.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import os
 
 from .io import Volume, VolumeReadError, read_volume, resample_labels_to, supported_path
 from .io.readers import is_label_volume
-from .layers import META_KEY, geometry_of_layer, label_names_beside, labels_layer_data, volume_layer_data
+from .layers import label_names_beside, labels_layer_data, volume_layer_data
 
 
 def get_reader(path: str | list[str]):
@@ -31,7 +33,7 @@ def read_layers(path: str | list[str]) -> list[tuple]:
     """Layer data tuples for one path or several; raises a readable error for a broken file."""
     paths = path if isinstance(path, list) else [path]
     layers = []
-    reference = _reference_image()
+    reference = None
     for p in paths:
         volume = read_volume(p)
         if is_label_volume(volume, p):
@@ -48,26 +50,6 @@ def _has_files(path: str) -> bool:
         return any(os.scandir(path))
     except OSError:
         return False
-
-
-def _reference_image():
-    """(geometry, shape) of the image shown in the current viewer, if any (lazy napari import)."""
-    try:
-        import napari
-    except ImportError:  # headless use of the reader
-        return None
-    viewer = napari.current_viewer()
-    if viewer is None:
-        return None
-    from napari.layers import Image
-
-    candidates = [layer for layer in viewer.layers if isinstance(layer, Image) and layer.ndim == 3]
-    selected = [layer for layer in candidates if layer in viewer.layers.selection]
-    for layer in selected + candidates[::-1]:
-        if META_KEY in layer.metadata:
-            geometry = geometry_of_layer(layer.metadata)
-            return geometry, tuple(layer.data.shape)
-    return None
 
 
 def _onto_reference(labels: Volume, reference) -> Volume:

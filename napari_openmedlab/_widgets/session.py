@@ -30,7 +30,7 @@ from ..annotation.session import AnnotationSession, EngineCall, Outcome
 from ..annotation.structure_autosave import StructureSetAutosave
 from ..annotation.structure_set import StructureSet
 from ..engines.base import Box, Prediction, PromptError
-from ..io import Volume
+from ..io import Volume, resample_labels_to
 from ..layers import layer_metadata
 from . import layer_tools as lt
 from . import session_files
@@ -117,9 +117,10 @@ class SessionView:
         return self.model.autosave_warning if self.model is not None else None
 
     def _fits(self, layer) -> bool:
+        """A 3D Labels layer that can give the structures (on any grid: it is resampled)."""
         from napari.layers import Labels
 
-        return isinstance(layer, Labels) and self.model is not None and tuple(layer.data.shape) == self.volume.shape
+        return isinstance(layer, Labels) and self.model is not None and layer.ndim == 3
 
     # --- image and target ---------------------------------------------------------------------
     def set_image_layer(self, layer, target=None) -> None:
@@ -140,14 +141,18 @@ class SessionView:
         """Show the structures in ``layer`` (its labels become the structures), or in a new layer."""
         volume = self.volume
         if layer is not None and not self._fits(layer):
-            raise ValueError(f"{layer.name!r} is not a Labels layer of shape {volume.shape}")
+            raise ValueError(f"{layer.name!r} is not a 3D Labels layer")
         if layer is None:
             structures = StructureSet(volume.geometry, volume.shape)
         else:
             classes = lt.classes_from_layer(layer)
             if classes:
                 self.class_table = classes
-            structures = StructureSet.from_label_map(np.asarray(layer.data), volume.geometry, self.class_table)
+            labels = Volume(np.asarray(layer.data), lt.geometry_for_layer(layer))
+            on_grid = resample_labels_to(labels, volume.geometry, volume.shape)  # itself when on the grid
+            structures = StructureSet.from_label_map(on_grid.array, volume.geometry, self.class_table)
+            if on_grid is not labels:  # another grid: the structures get their own layer on the image's
+                layer = None
         self._new_model(structures)
         self._ensure_display(layer)
         self._ensure_helpers()

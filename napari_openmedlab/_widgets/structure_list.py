@@ -65,7 +65,9 @@ class StructureList(QGroupBox):
         self.table.verticalHeader().setVisible(False)
         self.table.setSelectionBehavior(QAbstractItemView.SelectRows)
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
-        self.table.horizontalHeader().setSectionResizeMode(1, QHeaderView.Stretch)
+        header = self.table.horizontalHeader()
+        for column in range(len(COLUMNS)):
+            header.setSectionResizeMode(column, QHeaderView.Stretch if column == 1 else QHeaderView.ResizeToContents)
         self.table.setMinimumHeight(180)
         self.add_button = QPushButton("+ structure")
         self.remove_button = QPushButton("− structure")
@@ -122,14 +124,14 @@ class StructureList(QGroupBox):
                 cells = [
                     _item(str(r["label_id"]), editable=False),
                     _item(r["name"], editable=True),
-                    _item(r["color"], editable=False),
+                    _item("", editable=False),
                     _check(r["visible"]),
                     _check(r["locked"]),
                     _item(f"{r['cm3']:.2f}", editable=False),
                 ]
                 color = QColor(r["color"])
                 cells[2].setBackground(color)
-                cells[2].setForeground(QColor("black" if color.lightness() > 110 else "white"))
+                cells[2].setToolTip(r["color"])
                 for column, cell in enumerate(cells):
                     self.table.setItem(i, column, cell)
             if selected in self._names:

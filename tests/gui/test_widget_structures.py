@@ -104,3 +104,19 @@ def test_a_label_map_with_its_class_table_opens_as_structures(make_widget):
     np.testing.assert_array_equal(s.structures.mask("Spleen"), data == 7)
     np.testing.assert_array_equal(layer.data, data)  # shown as it was
     assert [w.structure_list.table.item(i, 1).text() for i in range(2)] == ["Liver", "Spleen"]
+
+
+def test_a_label_map_on_another_grid_is_resampled_onto_the_image(make_widget, shared_data):
+    from napari_openmedlab.io import read_volume
+
+    folder = shared_data / "totalseg-dicom"
+    viewer, w = make_widget(read_volume(folder / "series"))
+    viewer.open(str(folder / "seg.nii.gz"), plugin="napari-openmedlab")
+    seg_layer = viewer.layers["seg"] if "seg" in viewer.layers else viewer.layers[-1]
+    raw = read_volume(folder / "seg.nii.gz").array
+    w.set_target_layer(seg_layer)  # flipped rows: resampled in physical space, into a new layer
+    s = w.session
+    assert s.labels_layer is not seg_layer
+    np.testing.assert_array_equal(s.labels_layer.data, raw[:, ::-1, :])
+    np.testing.assert_array_equal(seg_layer.data, raw)  # the user's layer is left as it was
+    assert len(s.structures) == len(np.unique(raw)) - 1
