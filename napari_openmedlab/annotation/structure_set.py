@@ -447,6 +447,8 @@ class StructureSet:
 
     @classmethod
     def from_bytes(cls, data: bytes, source: str = "structure set") -> StructureSet:
+        if not data.startswith(b"PK"):  # else numpy's own message suggests loading it as a pickle
+            raise StructureSetError(f"{source}: not a readable structure set (not a zip archive, {len(data)} bytes)")
         try:
             with np.load(_io.BytesIO(data), allow_pickle=False) as npz:
                 arrays = {k: npz[k] for k in npz.files}
