@@ -51,6 +51,7 @@ from scipy import ndimage
 
 from ..io.volume import Volume
 from .base import CancelFlag, Cancelled, Engine, Prediction, ProgressCallback, Prompts
+from .seeded_grid import WorkingGrid, bbox_of, upsample_patch
 
 __all__ = ["SeededParams", "SeededRegionEngine"]
 
@@ -143,18 +144,23 @@ class SeededRegionEngine(Engine):
         self.params = params
         self._spacing = np.ones(3)
         self._s_floor = 1.0
+        self._grid: WorkingGrid | None = None
 
     # --- Engine API ---------------------------------------------------------------------------
     def _set_volume(self, volume: Volume, progress: ProgressCallback | None) -> None:
         self._spacing = np.asarray(volume.geometry.spacing_zyx, float)
+        a = volume.array
         if self.params.s_floor is not None:
             self._s_floor = float(self.params.s_floor)
         else:
-            a = volume.array
             step = max(1, int(round((a.size / 200_000) ** (1 / 3))))
             sample = np.asarray(a[::step, ::step, ::step], dtype=np.float32)
             lo, hi = np.percentile(sample, [1, 99]) if sample.size else (0.0, 1.0)
             self._s_floor = max(0.008 * float(hi - lo), 1e-6)
+        if progress:
+            progress(0.1, "averaging onto the working grid")
+        p = self.params
+        self._grid = WorkingGrid.build(a, self._spacing, 2 * p.margin_mm, p.max_voxels, p.sigma_mm)
         if progress:
             progress(1.0, "ready")
 
@@ -162,16 +168,18 @@ class SeededRegionEngine(Engine):
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
         t0 = time.perf_counter()
+        grid = self._grid
         shape = np.asarray(self.volume.shape)
         points = np.clip(np.round(prompts.points).astype(int), 0, shape - 1)
         pos = points[prompts.labels == 1]
         neg = points[prompts.labels == 0]
-        mask = None
+        mask, mask_bounds = None, None
         if prompts.mask is not None:
             mask = np.asarray(prompts.mask, dtype=bool)
             if mask.shape != tuple(shape):
                 raise ValueError(f"prompts.mask has shape {mask.shape}, the volume {tuple(shape)}")
-            if not mask.any():
+            mask_bounds = bbox_of(mask)
+            if mask_bounds is None:
                 mask = None
         if len(pos) == 0 and mask is None:  # negative clicks alone: nothing to segment
             return self._empty(t0)
@@ -182,36 +190,32 @@ class SeededRegionEngine(Engine):
             if progress is not None:
                 progress(fraction, what)
 
-        # 1. working box, possibly coarsened
+        # 1. working box on the working grid (a view of the arrays made in set_volume)
         step(0.0, "cropping")
         p = self.params
-        margin = np.ceil(p.margin_mm / self._spacing).astype(int)
-        anchors = [pos] if len(pos) else []
-        if mask is not None:
-            mb = ndimage.find_objects(mask.astype(np.uint8))[0]
-            anchors.append(np.array([[s.start for s in mb], [s.stop - 1 for s in mb]]))
+        spacing = grid.spacing
+        margin = np.ceil(p.margin_mm / spacing).astype(int)
+        anchors = [grid.to_work(pos)] if len(pos) else []
+        if mask_bounds is not None:
+            anchors.append(np.stack([grid.to_work(mask_bounds[0]), grid.to_work(mask_bounds[1] - 1)]))
         anchors = np.concatenate(anchors)
         lo = np.maximum(anchors.min(0) - margin, 0)
-        hi = np.minimum(anchors.max(0) + margin + 1, shape)
+        hi = np.minimum(anchors.max(0) + margin + 1, grid.work_shape)
         box = tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))
-        factors = self._factors(hi - lo)
-        spacing = self._spacing * factors
-        raw = self.volume.array[box]
-        unsmoothed = _block_mean(raw, factors)
-        work = ndimage.gaussian_filter(unsmoothed, np.maximum(p.sigma_mm / spacing, 0.5))
+        unsmoothed = grid.raw[box]
+        work = grid.smooth[box]
         wshape = np.asarray(work.shape)
-        to_work = lambda q: np.minimum((np.asarray(q) - lo) // factors, wshape - 1)  # noqa: E731
-        wpos = [to_work(q) for q in pos]
-        wneg = [to_work(q) for q in neg if np.all(q >= lo) and np.all(q < hi)]
+        wpos = [grid.to_work(q) - lo for q in pos]
+        wneg = [grid.to_work(q) - lo for q in neg
+                if np.all(grid.to_work(q) >= lo) and np.all(grid.to_work(q) < hi)]
         region = np.zeros(work.shape, bool)
         if mask is not None:
-            region = _block_mean(mask[box], factors) >= 0.5
-
+            region = grid.mask_to_work(mask, lo, hi)
         # 2.-3. grow from each positive click
         stats_offsets = _ball_offsets(p.stats_radius_mm, spacing)
         neg_offsets = _ball_offsets(min(p.stats_radius_mm, 3.0), spacing)
         neg_values = [float(np.median(work[_around(wshape, q, neg_offsets)])) for q in wneg]
-        grid = np.ogrid[tuple(slice(0, n) for n in wshape)]
+        axes = np.ogrid[tuple(slice(0, n) for n in wshape)]
         windows: list[tuple[float, float]] = []
         grown = np.zeros(work.shape, bool)
         for i, q in enumerate(wpos):
@@ -250,7 +254,7 @@ class SeededRegionEngine(Engine):
             if opened[tuple(q)]:
                 comp = ndimage.binary_dilation(_components_at(opened, [q]), _FACES) & comp
             reach = max((p.first_reach if first else p.next_reach) * depth, p.min_reach_mm)
-            dist2 = sum(((g - c) * h) ** 2 for g, c, h in zip(grid, q, spacing))
+            dist2 = sum(((g - c) * h) ** 2 for g, c, h in zip(axes, q, spacing))
             comp = _components_at(comp & (dist2 <= reach * reach), [q])
             region |= comp
             grown |= comp
@@ -279,24 +283,12 @@ class SeededRegionEngine(Engine):
             if p.fill_holes:
                 region = ndimage.binary_fill_holes(region)
 
-        # back to the full grid
+        # back to the volume's grid: a patch the size of the object
         step(0.9, "resampling")
-        if np.any(factors > 1):
-            region = _upsample(region, factors, raw.shape)
-        for q in pos:  # a positive click is always part of the answer
-            region[tuple(q - lo)] = True
-        return self._prediction(region, lo, t0)
+        patch_lo, patch = upsample_patch(region, grid.factors, lo, tuple(shape))
+        return self._prediction(patch, patch_lo, pos, t0)
 
     # --- helpers ------------------------------------------------------------------------------
-    def _factors(self, size: np.ndarray) -> np.ndarray:
-        """Integer block sizes per axis so that the working box has at most ``max_voxels``."""
-        factors = np.ones(3, int)
-        while np.prod(np.ceil(size / factors)) > self.params.max_voxels:
-            eff = self._spacing * factors
-            axis = int(np.argmin(np.where(size / factors > 1, eff, np.inf)))
-            factors[axis] += 1
-        return factors
-
     def _split(self, region, wpos, wneg, spacing) -> np.ndarray:
         """Cut the parts of ``region`` that the negative clicks ``wneg`` (all inside it) claim.
 
@@ -343,47 +335,26 @@ class SeededRegionEngine(Engine):
             timings={"total": time.perf_counter() - t0},
         )
 
-    def _prediction(self, region: np.ndarray, lo: np.ndarray, t0: float) -> Prediction:
-        if not region.any():
+    def _prediction(self, patch: np.ndarray, lo: np.ndarray, pos: np.ndarray, t0: float) -> Prediction:
+        """Trim ``patch`` (corner ``lo`` on the volume grid) to its object; positive clicks belong to it."""
+        shape = np.asarray(self.volume.shape)
+        if len(pos):  # a positive click is always part of the answer: widen the patch to hold them
+            new_lo = np.minimum(lo, pos.min(0)) if patch.size else pos.min(0)
+            new_hi = np.maximum(lo + patch.shape, pos.max(0) + 1) if patch.size else pos.max(0) + 1
+            if np.any(new_lo < lo) or np.any(new_hi > lo + patch.shape) or not patch.size:
+                grown = np.zeros(tuple(int(v) for v in new_hi - new_lo), bool)
+                if patch.size:
+                    off = lo - new_lo
+                    grown[tuple(slice(int(o), int(o + n)) for o, n in zip(off, patch.shape))] = patch
+                patch, lo = grown, new_lo
+            patch[tuple((pos - lo).T)] = True
+        bounds = bbox_of(patch) if patch.size else None
+        if bounds is None:
             return self._empty(t0)
-        sl = ndimage.find_objects(region.astype(np.uint8))[0]
-        bbox = tuple(int(s.start + o) for s, o in zip(sl, lo)) + tuple(
-            int(s.stop + o) for s, o in zip(sl, lo)
-        )
-        return Prediction(
-            bbox, region[sl].copy(), self.volume.shape, timings={"total": time.perf_counter() - t0}
-        )
-
-
-def _block_mean(a: np.ndarray, factors: np.ndarray) -> np.ndarray:
-    """Average over blocks of ``factors`` voxels; a partial edge block repeats its last voxels."""
-    a = np.asarray(a)
-    if np.all(factors == 1):
-        return a.astype(np.float32, copy=False)
-    f = [int(v) for v in factors]
-    need = [-(-n // k) * k for n, k in zip(a.shape, f)]
-    if list(a.shape) != need:
-        a = np.pad(a, [(0, m - n) for n, m in zip(a.shape, need)], mode="edge")
-    blocks = a.reshape(need[0] // f[0], f[0], need[1] // f[1], f[1], need[2] // f[2], f[2])
-    return blocks.mean(axis=(1, 3, 5), dtype=np.float32)
-
-
-def _upsample(mask: np.ndarray, factors: np.ndarray, shape) -> np.ndarray:
-    """Linear interpolation of a coarse mask onto the full-resolution box, thresholded at 0.5.
-
-    Only the mask's bounding box (plus one coarse voxel) is interpolated, so a big box stays cheap.
-    """
-    out = np.zeros(shape, bool)
-    if not mask.any():
-        return out
-    sl = ndimage.find_objects(mask.astype(np.uint8))[0]
-    lo = [max(s.start - 1, 0) for s in sl]
-    hi = [min(s.stop + 1, n) for s, n in zip(sl, mask.shape)]
-    sub = mask[tuple(slice(a, b) for a, b in zip(lo, hi))].astype(np.float32)
-    up = ndimage.zoom(sub, [float(f) for f in factors], order=1, mode="nearest", grid_mode=True)
-    start = [a * int(f) for a, f in zip(lo, factors)]
-    stop = [min(s0 + u, n) for s0, u, n in zip(start, up.shape, shape)]
-    out[tuple(slice(a, b) for a, b in zip(start, stop))] = up[
-        tuple(slice(0, b - a) for a, b in zip(start, stop))
-    ] >= 0.5
-    return out
+        b_lo, b_hi = bounds
+        sub = patch[tuple(slice(int(x), int(y)) for x, y in zip(b_lo, b_hi))]
+        start = lo + b_lo
+        bbox = tuple(int(v) for v in start) + tuple(int(v) for v in np.minimum(start + sub.shape, shape))
+        if sub is not patch:
+            sub = sub.copy()
+        return Prediction(bbox, sub, self.volume.shape, timings={"total": time.perf_counter() - t0})

@@ -1,0 +1,153 @@
+"""The working grid of the weight-free engine: the volume block-averaged once, masks brought back.
+
+The seeded-region engine grows regions on a grid of at most about ``max_voxels`` voxels per
+working box, whatever the scan's resolution: a 512 x 512 x 300 CT is averaged over blocks of
+a few voxels per axis (the finest axes first, so the working voxels are as cubic as the scan
+allows). The block means and their Gaussian-smoothed copy depend only on the volume, so they
+are computed once in ``set_volume`` (the engine's "embedding") and every click slices them; a
+click never touches an array of the full volume's size. Memory: two float32 arrays of
+``volume.size / prod(factors)`` voxels (only the smoothed one when the factors are all 1: the
+block means are then the volume itself).
+
+Masks come back to the volume's grid as a bounding box plus a patch (:func:`upsample_patch`),
+never as a whole-volume array.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import ndimage
+
+__all__ = ["WorkingGrid", "bbox_of", "block_factors", "block_mean", "upsample_patch"]
+
+
+def bbox_of(mask: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """Half-open bounds ``(lo, hi)`` of the True voxels of a 3D mask, None when it is empty.
+
+    Reduces one axis pair at a time, so no temporary as large as ``mask`` is made.
+    """
+    lo, hi = [], []
+    for axis in range(3):
+        other = tuple(a for a in range(3) if a != axis)
+        nz = np.flatnonzero(np.any(mask, axis=other))
+        if len(nz) == 0:
+            return None
+        lo.append(int(nz[0]))
+        hi.append(int(nz[-1]) + 1)
+    return np.array(lo), np.array(hi)
+
+
+def block_factors(size, spacing, max_voxels: int) -> np.ndarray:
+    """Integer block sizes per axis so that a box of ``size`` voxels has at most ``max_voxels``.
+
+    The axis with the finest (already blocked) spacing is coarsened first, so blocks on a
+    0.7 x 0.7 x 2 mm scan become about 2 mm cubes before any axis goes coarser than that.
+    """
+    size = np.asarray(size, float)
+    spacing = np.asarray(spacing, float)
+    factors = np.ones(3, int)
+    while np.prod(np.ceil(size / factors)) > max_voxels:
+        eff = spacing * factors
+        axis = int(np.argmin(np.where(size / factors > 1, eff, np.inf)))
+        factors[axis] += 1
+    return factors
+
+
+def block_mean(a: np.ndarray, factors) -> np.ndarray:
+    """Average over blocks of ``factors`` voxels (float32); a partial edge block repeats its last voxels.
+
+    Works one block-slab along axis 0 at a time, so the temporary memory is one slab, not a
+    padded copy of ``a``.
+    """
+    f = [int(v) for v in factors]
+    if f == [1, 1, 1]:
+        return np.asarray(a, dtype=np.float32)
+    out_shape = [-(-n // k) for n, k in zip(a.shape, f)]
+    out = np.empty(out_shape, np.float32)
+    pad_yx = [(0, 0), (0, out_shape[1] * f[1] - a.shape[1]), (0, out_shape[2] * f[2] - a.shape[2])]
+    for i in range(out_shape[0]):
+        slab = np.asarray(a[i * f[0]: (i + 1) * f[0]])
+        if slab.shape[0] < f[0] or pad_yx[1][1] or pad_yx[2][1]:
+            slab = np.pad(slab, [(0, f[0] - slab.shape[0]), *pad_yx[1:]], mode="edge")
+        blocks = slab.reshape(f[0], out_shape[1], f[1], out_shape[2], f[2])
+        out[i] = blocks.mean(axis=(0, 2, 4), dtype=np.float32)
+    return out
+
+
+@dataclass
+class WorkingGrid:
+    """The volume on the working grid.
+
+    Attributes:
+        factors: block size per axis ``(z, y, x)``, voxels of the volume per working voxel.
+        spacing: working voxel size ``(z, y, x)`` in mm.
+        raw: block means (the volume itself when ``factors`` are all 1), shape ``ceil(shape / factors)``.
+        smooth: ``raw`` smoothed by a Gaussian of ``sigma_mm`` (float32).
+        shape: the volume's shape.
+    """
+
+    factors: np.ndarray
+    spacing: np.ndarray
+    raw: np.ndarray
+    smooth: np.ndarray
+    shape: tuple[int, int, int]
+
+    @classmethod
+    def build(cls, array: np.ndarray, spacing_zyx, box_mm: float, max_voxels: int,
+              sigma_mm: float) -> WorkingGrid:
+        """Block-average ``array`` so a box of ``box_mm`` a side has at most ``max_voxels`` voxels."""
+        spacing = np.asarray(spacing_zyx, float)
+        box = np.minimum(np.ceil(box_mm / spacing) + 1, array.shape)
+        factors = block_factors(box, spacing, max_voxels)
+        raw = array if np.all(factors == 1) else block_mean(array, factors)
+        work_spacing = spacing * factors
+        smooth = ndimage.gaussian_filter(
+            np.asarray(raw, dtype=np.float32), np.maximum(sigma_mm / work_spacing, 0.5)
+        )
+        return cls(factors, work_spacing, raw, smooth, tuple(int(n) for n in array.shape))
+
+    @property
+    def work_shape(self) -> np.ndarray:
+        return np.asarray(self.smooth.shape)
+
+    def to_work(self, zyx) -> np.ndarray:
+        """Working-grid index of a volume voxel index."""
+        return np.minimum(np.asarray(zyx, int) // self.factors, self.work_shape - 1)
+
+    def mask_to_work(self, mask: np.ndarray, box_lo: np.ndarray, box_hi: np.ndarray) -> np.ndarray:
+        """A volume-grid boolean mask on the working box ``[box_lo, box_hi)`` (majority per block).
+
+        Reads only the part of ``mask`` under the box.
+        """
+        f = self.factors
+        lo_v = box_lo * f
+        hi_v = np.minimum(box_hi * f, self.shape)
+        sub = mask[tuple(slice(int(a), int(b)) for a, b in zip(lo_v, hi_v))]
+        return block_mean(sub.view(np.uint8), f) >= 0.5
+
+
+def upsample_patch(region: np.ndarray, factors, box_lo, shape) -> tuple[np.ndarray, np.ndarray]:
+    """A working-grid mask back on the volume grid, as ``(lo, patch)``: the patch's corner and itself.
+
+    ``region`` is a boolean mask on the working box whose first voxel is ``box_lo`` (working
+    grid). Only the region's bounding box (plus one working voxel) is interpolated (linearly,
+    thresholded at 0.5), so the result is the size of the object, not of the box or the volume.
+    """
+    factors = np.asarray(factors, int)
+    bounds = bbox_of(region)
+    if bounds is None:
+        return np.zeros(3, int), np.zeros((0, 0, 0), bool)
+    lo, hi = bounds
+    if np.all(factors == 1):
+        sub = region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
+        return np.asarray(box_lo) + lo, sub.copy()
+    lo = np.maximum(lo - 1, 0)
+    hi = np.minimum(hi + 1, region.shape)
+    sub = region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))].astype(np.float32)
+    up = ndimage.zoom(sub, [float(v) for v in factors], order=1, mode="nearest", grid_mode=True)
+    start = (np.asarray(box_lo) + lo) * factors
+    stop = np.minimum(start + up.shape, shape)
+    patch = up[tuple(slice(0, int(b - a)) for a, b in zip(start, stop))] >= 0.5
+    return start, patch
