@@ -95,6 +95,28 @@ def _around(shape, p, offsets: np.ndarray) -> tuple[np.ndarray, ...]:
     return tuple(idx[ok].T)
 
 
+def _ball_mask(shape, centre, radius_mm: float, spacing: np.ndarray) -> np.ndarray:
+    """Boolean array of ``shape``: the voxels within ``radius_mm`` of voxel ``centre``."""
+    axes = np.ogrid[tuple(slice(0, n) for n in shape)]
+    return sum(((g - c) * h) ** 2 for g, c, h in zip(axes, centre, spacing)) <= radius_mm**2
+
+
+def _crop_around(shape, centre, radius_mm: float, spacing: np.ndarray) -> tuple[slice, ...]:
+    """The slices of the box that holds the ball of ``radius_mm`` around ``centre``, clipped."""
+    reach = np.ceil(radius_mm / spacing).astype(int)
+    return tuple(slice(max(int(c - r), 0), min(int(c + r + 1), n))
+                 for c, r, n in zip(centre, reach, shape))
+
+
+def _bbox_slices(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
+    """The bounding box of ``mask`` grown by ``pad`` voxels, clipped to it (all of it when empty)."""
+    bounds = bbox_of(mask)
+    if bounds is None:
+        return tuple(slice(0, n) for n in mask.shape)
+    return tuple(slice(max(int(a) - pad, 0), min(int(b) + pad, n))
+                 for a, b, n in zip(*bounds, mask.shape))
+
+
 def _components_at(mask: np.ndarray, points) -> np.ndarray:
     """The 6-connected components of ``mask`` that hold any of ``points``."""
     labels, _ = ndimage.label(mask, _FACES)
@@ -215,7 +237,6 @@ class SeededRegionEngine(Engine):
         stats_offsets = _ball_offsets(p.stats_radius_mm, spacing)
         neg_offsets = _ball_offsets(min(p.stats_radius_mm, 3.0), spacing)
         neg_values = [float(np.median(work[_around(wshape, q, neg_offsets)])) for q in wneg]
-        axes = np.ogrid[tuple(slice(0, n) for n in wshape)]
         windows: list[tuple[float, float]] = []
         grown = np.zeros(work.shape, bool)
         for i, q in enumerate(wpos):
@@ -231,57 +252,74 @@ class SeededRegionEngine(Engine):
                     high = min(high, max((m + v) / 2, m + s))
                 elif v < m - p.neg_separation * s:
                     low = max(low, min((m + v) / 2, m - s))
+            value = float(unsmoothed[tuple(q)])
+            touching = not first and p.touch_radius_mm > 0 and region[
+                _around(wshape, q, _ball_offsets(p.touch_mm, spacing))].any()
+            if touching and (not windows or any(a <= value <= b for a, b in windows)):
+                # a miss on the object's surface, of the object's own intensity: patch it
+                # locally (voxels near it whose value fits the object's windows so far), do
+                # not grow a new part from a partial-volume voxel
+                ball = _crop_around(wshape, q, p.touch_radius_mm, spacing)
+                sub_u, sub_r = unsmoothed[ball], region[ball]
+                if windows:
+                    fits = np.zeros(sub_u.shape, bool)
+                    for w_low, w_high in windows:
+                        fits |= (sub_u >= w_low) & (sub_u <= w_high)
+                else:
+                    fits = (work[ball] >= low) & (work[ball] <= high)
+                lq = tuple(int(c - sl.start) for c, sl in zip(q, ball))
+                fits[lq] = True
+                in_ball = _ball_mask(fits.shape, lq, p.touch_radius_mm, spacing)
+                comp = _components_at(fits & in_ball | sub_r, [lq]) & ~sub_r
+                region[ball] |= comp
+                grown[ball] |= comp
+                continue
             window = (work >= low) & (work <= high)
             window[tuple(q)] = True
-            if not first and p.touch_radius_mm > 0:
-                near = ndimage.distance_transform_edt(~region, sampling=spacing)[tuple(q)]
-                if near <= p.touch_mm:
-                    # a miss on the object's surface: patch it locally, do not grow a new part
-                    # (voxels near it whose own value fits the object's windows so far)
-                    fits = window.copy() if not windows else np.zeros(wshape, bool)
-                    for w_low, w_high in windows:
-                        fits |= (unsmoothed >= w_low) & (unsmoothed <= w_high)
-                    fits[tuple(q)] = True
-                    ball = np.zeros(wshape, bool)
-                    ball[_around(wshape, q, _ball_offsets(p.touch_radius_mm, spacing))] = True
-                    comp = _components_at(fits & ball | region, [q]) & ~region
-                    region |= comp
-                    grown |= comp
-                    continue
-            comp = _components_at(window if first else window & ~region, [q])
-            depth = float(ndimage.distance_transform_edt(comp, sampling=spacing)[tuple(q)])
-            opened = _open(comp, max(p.open_fraction * depth, spacing.min()), spacing)
-            if opened[tuple(q)]:
-                comp = ndimage.binary_dilation(_components_at(opened, [q]), _FACES) & comp
+            if not first:
+                window &= ~region
+            comp = _components_at(window, [q])
+            # the rest works on the component's bounding box only
+            crop = _bbox_slices(comp, pad=1)
+            sub = comp[crop]
+            lq = tuple(int(c - sl.start) for c, sl in zip(q, crop))
+            depth = float(ndimage.distance_transform_edt(sub, sampling=spacing)[lq])
+            opened = _open(sub, max(p.open_fraction * depth, spacing.min()), spacing)
+            if opened[lq]:
+                sub = ndimage.binary_dilation(_components_at(opened, [lq]), _FACES) & sub
             reach = max((p.first_reach if first else p.next_reach) * depth, p.min_reach_mm)
-            dist2 = sum(((g - c) * h) ** 2 for g, c, h in zip(axes, q, spacing))
-            comp = _components_at(comp & (dist2 <= reach * reach), [q])
-            region |= comp
-            grown |= comp
+            sub = _components_at(sub & _ball_mask(sub.shape, lq, reach, spacing), [lq])
+            region[crop] |= sub
+            grown[crop] |= sub
             widen = p.k * (s_raw - s)  # unsmoothed values scatter more
             windows.append((low - widen, high + widen))
-        for _ in range(p.boundary_rings if windows else 0):
+        if windows and p.boundary_rings:
             # the smoothing moves a window's edge inside the object: take back the outer rings of
             # voxels whose own (unsmoothed) value lies in a click's window
-            ring = ndimage.binary_dilation(grown, _FACES) & ~region
-            values = unsmoothed[ring]
-            ok = np.zeros(values.shape, bool)
-            for low, high in windows:
-                ok |= (values >= low) & (values <= high)
-            if not ok.any():
-                break
-            region[ring] = ok
-            grown[ring] = ok
-        if p.fill_holes:
-            region = ndimage.binary_fill_holes(region)
+            crop = _bbox_slices(grown, pad=p.boundary_rings)
+            g_sub, r_sub, u_sub = grown[crop], region[crop], unsmoothed[crop]
+            for _ in range(p.boundary_rings):
+                ring = ndimage.binary_dilation(g_sub, _FACES) & ~r_sub
+                values = u_sub[ring]
+                ok = np.zeros(values.shape, bool)
+                for low, high in windows:
+                    ok |= (values >= low) & (values <= high)
+                if not ok.any():
+                    break
+                r_sub[ring] = ok
+                g_sub[ring] = ok
+        if p.fill_holes and region.any():
+            crop = _bbox_slices(region, pad=0)
+            region[crop] = ndimage.binary_fill_holes(region[crop])
 
         # 4. negative clicks inside the object split it
         inside = [q for q in wneg if region[tuple(q)]]
         if inside:
             step(0.75, "splitting")
             region = self._split(region, wpos, inside, spacing)
-            if p.fill_holes:
-                region = ndimage.binary_fill_holes(region)
+            if p.fill_holes and region.any():
+                crop = _bbox_slices(region, pad=0)
+                region[crop] = ndimage.binary_fill_holes(region[crop])
 
         # back to the volume's grid: a patch the size of the object
         step(0.9, "resampling")

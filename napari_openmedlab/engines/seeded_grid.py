@@ -128,6 +128,34 @@ class WorkingGrid:
         return block_mean(sub.view(np.uint8), f) >= 0.5
 
 
+def linear_upsample(a: np.ndarray, factors) -> np.ndarray:
+    """``a`` (float32) enlarged ``factors`` times per axis by linear interpolation.
+
+    The same samples as ``scipy.ndimage.zoom(a, factors, order=1, mode="nearest",
+    grid_mode=True)`` (block centres, edges held), done as one weighted sum of two shifted copies
+    per axis, which is several times faster than the general zoom for integer factors.
+    """
+    order = np.argsort(factors, kind="stable")  # small factors first: smaller temporaries
+    for axis in order:
+        f = int(factors[axis])
+        if f == 1:
+            continue
+        n = a.shape[axis]
+        x = (np.arange(n * f) + 0.5) / f - 0.5
+        i0 = np.floor(x)
+        w = (x - i0).astype(np.float32)
+        i1 = np.clip(i0.astype(int) + 1, 0, n - 1)
+        i0 = np.clip(i0.astype(int), 0, n - 1)
+        shape = [1, 1, 1]
+        shape[axis] = n * f
+        w = w.reshape(shape)
+        lower = np.take(a, i0, axis=axis)
+        lower *= 1 - w
+        lower += np.take(a, i1, axis=axis) * w
+        a = lower
+    return a
+
+
 def upsample_patch(region: np.ndarray, factors, box_lo, shape) -> tuple[np.ndarray, np.ndarray]:
     """A working-grid mask back on the volume grid, as ``(lo, patch)``: the patch's corner and itself.
 
@@ -146,7 +174,7 @@ def upsample_patch(region: np.ndarray, factors, box_lo, shape) -> tuple[np.ndarr
     lo = np.maximum(lo - 1, 0)
     hi = np.minimum(hi + 1, region.shape)
     sub = region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))].astype(np.float32)
-    up = ndimage.zoom(sub, [float(v) for v in factors], order=1, mode="nearest", grid_mode=True)
+    up = linear_upsample(sub, factors)
     start = (np.asarray(box_lo) + lo) * factors
     stop = np.minimum(start + up.shape, shape)
     patch = up[tuple(slice(0, int(b - a)) for a, b in zip(start, stop))] >= 0.5
