@@ -80,6 +80,7 @@ class SeededParams:
     touch_radius_mm: float = 5.0
     fill_holes: bool = True
     boundary_rings: int = 3
+    split_nearest: float = 0.6
 
 
 def _ball_offsets(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
@@ -115,6 +116,13 @@ def _bbox_slices(mask: np.ndarray, pad: int) -> tuple[slice, ...]:
         return tuple(slice(0, n) for n in mask.shape)
     return tuple(slice(max(int(a) - pad, 0), min(int(b) + pad, n))
                  for a, b, n in zip(*bounds, mask.shape))
+
+
+def _distance_to(shape, points, spacing: np.ndarray) -> np.ndarray:
+    """Distance in mm from every voxel of a grid of ``shape`` to the nearest of ``points``."""
+    seeds = np.ones(shape, bool)
+    seeds[tuple(np.asarray(points).T)] = False
+    return ndimage.distance_transform_edt(seeds, sampling=spacing)
 
 
 def _components_at(mask: np.ndarray, points) -> np.ndarray:
@@ -338,10 +346,11 @@ class SeededRegionEngine(Engine):
         from skimage.segmentation import watershed
 
         p = self.params
-        sl = ndimage.find_objects(region.astype(np.uint8))[0]
+        sl = _bbox_slices(region, pad=0)
         lo = np.array([s.start for s in sl])
         sub = region[sl]
-        pos = [np.asarray(q) - lo for q in wpos]
+        inside = lambda q: bool(np.all(q >= 0) and np.all(q < sub.shape))  # noqa: E731
+        pos = [q for q in (np.asarray(q) - lo for q in wpos) if inside(q)]
         neg = [np.asarray(q) - lo for q in wneg]
         depth = ndimage.distance_transform_edt(np.pad(sub, 1), sampling=spacing)[1:-1, 1:-1, 1:-1]
         grid = np.ogrid[tuple(slice(0, n) for n in sub.shape)]
@@ -361,6 +370,13 @@ class SeededRegionEngine(Engine):
         if not (markers == 1).any():
             return np.zeros_like(region)
         kept_sub = watershed(-depth, markers, mask=sub) == 1
+        if pos and p.split_nearest > 0:
+            # where the object has no neck (a vessel along an organ of the same density), the
+            # negative click's basin swallows the positive ones' part too: it only takes the
+            # voxels nearer (in mm) to a negative click than to every positive one
+            to_neg = _distance_to(sub.shape, neg, spacing)
+            to_pos = _distance_to(sub.shape, pos, spacing)
+            kept_sub |= sub & (to_pos <= p.split_nearest * to_neg)
         if pos:
             kept_sub = _components_at(kept_sub, [q for q in pos if kept_sub[tuple(q)]])
         kept = np.zeros_like(region)
