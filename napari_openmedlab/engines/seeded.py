@@ -78,6 +78,8 @@ class SeededParams:
     neg_reach: float = 8.0
     touch_mm: float = 4.0
     touch_radius_mm: float = 5.0
+    touch_spread: float = 3.0
+    max_spread: float = 7.0
     fill_holes: bool = True
     boundary_rings: int = 3
     split_nearest: float = 0.6
@@ -254,6 +256,9 @@ class SeededRegionEngine(Engine):
             first = not region.any()
             patch = _around(wshape, q, stats_offsets)
             m, s, s_raw = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
+            if p.max_spread > 0:  # a mixed neighbourhood (bone and soft tissue): keep to the click's
+                cap = p.max_spread * self._s_floor
+                s, s_raw = min(s, cap), min(s_raw, max(cap, s))
             low, high = m - p.k * s, m + p.k * s
             for v in neg_values:
                 if v > m + p.neg_separation * s:
@@ -263,10 +268,12 @@ class SeededRegionEngine(Engine):
             value = float(unsmoothed[tuple(q)])
             touching = not first and p.touch_radius_mm > 0 and region[
                 _around(wshape, q, _ball_offsets(p.touch_mm, spacing))].any()
-            if touching and (not windows or any(a <= value <= b for a, b in windows)):
-                # a miss on the object's surface, of the object's own intensity: patch it
-                # locally (voxels near it whose value fits the object's windows so far), do
-                # not grow a new part from a partial-volume voxel
+            fits = not windows or any(a <= value <= b for a, b in windows)
+            if touching and (fits or s > p.touch_spread * self._s_floor):
+                # a miss on the object's surface, of the object's own intensity or on an edge
+                # (a mixed neighbourhood): patch it locally with voxels near it whose value fits
+                # the object's windows so far; a new part grows only from a homogeneous tissue
+                # of its own (air in the stomach), never from a partial-volume voxel
                 ball = _crop_around(wshape, q, p.touch_radius_mm, spacing)
                 sub_u, sub_r = unsmoothed[ball], region[ball]
                 if windows:
