@@ -50,7 +50,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..io.volume import Volume
-from .base import CancelFlag, Cancelled, Engine, Prediction, ProgressCallback, Prompts
+from .base import CancelFlag, Cancelled, Engine, EngineError, Prediction, ProgressCallback, Prompts
 from .seeded_grid import WorkingGrid, bbox_of, upsample_patch
 
 __all__ = ["SeededParams", "SeededRegionEngine"]
@@ -83,6 +83,7 @@ class SeededParams:
     fill_holes: bool = True
     boundary_rings: int = 3
     split_nearest: float = 0.6
+    refine_edges: bool = True
 
 
 def _ball_offsets(radius_mm: float, spacing: np.ndarray) -> np.ndarray:
@@ -178,6 +179,13 @@ class SeededRegionEngine(Engine):
         self._s_floor = 1.0
         self._grid: WorkingGrid | None = None
 
+    @property
+    def working_grid(self) -> WorkingGrid:
+        """The volume block-averaged and smoothed in ``set_volume`` (what every click works on)."""
+        if self._grid is None:
+            raise EngineError(f"{self.name}: no volume set; call set_volume(volume) before predict")
+        return self._grid
+
     # --- Engine API ---------------------------------------------------------------------------
     def _set_volume(self, volume: Volume, progress: ProgressCallback | None) -> None:
         self._spacing = np.asarray(volume.geometry.spacing_zyx, float)
@@ -200,7 +208,7 @@ class SeededRegionEngine(Engine):
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
         t0 = time.perf_counter()
-        grid = self._grid
+        grid = self.working_grid
         shape = np.asarray(self.volume.shape)
         points = np.clip(np.round(prompts.points).astype(int), 0, shape - 1)
         pos = points[prompts.labels == 1]
@@ -297,6 +305,8 @@ class SeededRegionEngine(Engine):
             # the rest works on the component's bounding box only
             crop = _bbox_slices(comp, pad=1)
             sub = comp[crop]
+            if p.fill_holes:  # noise holes would make the depth, hence every radius, too small
+                sub = ndimage.binary_fill_holes(sub) & (window[crop] | ~region[crop])
             lq = tuple(int(c - sl.start) for c, sl in zip(q, crop))
             depth = float(ndimage.distance_transform_edt(sub, sampling=spacing)[lq])
             opened = _open(sub, max(p.open_fraction * depth, spacing.min()), spacing)
@@ -338,7 +348,18 @@ class SeededRegionEngine(Engine):
 
         # back to the volume's grid: a patch the size of the object
         step(0.9, "resampling")
-        patch_lo, patch = upsample_patch(region, grid.factors, lo, tuple(shape))
+        decide = None
+        if windows and p.refine_edges:
+            def decide(band: np.ndarray, start: np.ndarray) -> np.ndarray:
+                # near the working grid's boundary the voxel's own value decides, on the volume's
+                # grid: the coarse voxels' blur would otherwise add or drop a whole shell
+                sl = tuple(slice(int(a), int(a) + n) for a, n in zip(start, band.shape))
+                values = self.volume.array[sl][band]
+                ok = np.zeros(values.shape, bool)
+                for w_low, w_high in windows:
+                    ok |= (values >= w_low) & (values <= w_high)
+                return ok
+        patch_lo, patch = upsample_patch(region, grid.factors, lo, tuple(shape), decide)
         return self._prediction(patch, patch_lo, pos, t0)
 
     # --- helpers ------------------------------------------------------------------------------

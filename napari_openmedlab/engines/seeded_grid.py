@@ -43,15 +43,18 @@ def block_factors(size, spacing, max_voxels: int) -> np.ndarray:
     """Integer block sizes per axis so that a box of ``size`` voxels has at most ``max_voxels``.
 
     The axis with the finest (already blocked) spacing is coarsened first, so blocks on a
-    0.7 x 0.7 x 2 mm scan become about 2 mm cubes before any axis goes coarser than that.
+    0.7 x 0.7 x 2 mm scan become about 2 mm cubes before any axis goes coarser than that;
+    axes of the same spacing are coarsened together, so square pixels stay square.
     """
     size = np.asarray(size, float)
     spacing = np.asarray(spacing, float)
     factors = np.ones(3, int)
     while np.prod(np.ceil(size / factors)) > max_voxels:
-        eff = spacing * factors
-        axis = int(np.argmin(np.where(size / factors > 1, eff, np.inf)))
-        factors[axis] += 1
+        eff = np.where(size / factors > 1, spacing * factors, np.inf)
+        if not np.isfinite(eff).any():
+            break
+        # every axis as fine as the finest one (x and y of an axial scan) is coarsened together
+        factors[eff <= eff.min() * 1.001] += 1
     return factors
 
 
@@ -156,12 +159,16 @@ def linear_upsample(a: np.ndarray, factors) -> np.ndarray:
     return a
 
 
-def upsample_patch(region: np.ndarray, factors, box_lo, shape) -> tuple[np.ndarray, np.ndarray]:
+def upsample_patch(region: np.ndarray, factors, box_lo, shape,
+                   decide=None) -> tuple[np.ndarray, np.ndarray]:
     """A working-grid mask back on the volume grid, as ``(lo, patch)``: the patch's corner and itself.
 
     ``region`` is a boolean mask on the working box whose first voxel is ``box_lo`` (working
     grid). Only the region's bounding box (plus one working voxel) is interpolated (linearly,
     thresholded at 0.5), so the result is the size of the object, not of the box or the volume.
+    ``decide(band, start)``, when given, settles the voxels where the interpolation is unsure
+    (``band``: between 0.25 and 0.75, a boolean array of the patch's shape; ``start``: the
+    patch's corner on the volume grid) and returns their verdict, one bool per band voxel.
     """
     factors = np.asarray(factors, int)
     bounds = bbox_of(region)
@@ -177,5 +184,10 @@ def upsample_patch(region: np.ndarray, factors, box_lo, shape) -> tuple[np.ndarr
     up = linear_upsample(sub, factors)
     start = (np.asarray(box_lo) + lo) * factors
     stop = np.minimum(start + up.shape, shape)
-    patch = up[tuple(slice(0, int(b - a)) for a, b in zip(start, stop))] >= 0.5
+    up = up[tuple(slice(0, int(b - a)) for a, b in zip(start, stop))]
+    patch = up >= 0.5
+    if decide is not None:
+        band = (up > 0.25) & (up < 0.75)
+        if band.any():
+            patch[band] = decide(band, start)
     return start, patch
