@@ -255,6 +255,19 @@ class SeededRegionEngine(Engine):
         stats_offsets = _ball_offsets(p.stats_radius_mm, spacing)
         neg_offsets = _ball_offsets(min(p.stats_radius_mm, 3.0), spacing)
         neg_values = [float(np.median(work[_around(wshape, q, neg_offsets)])) for q in wneg]
+        stats = []
+        for q in wpos:
+            patch = _around(wshape, q, stats_offsets)
+            m, s, s_raw = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
+            if p.max_spread > 0:  # a mixed neighbourhood (bone and soft tissue): keep to the click's
+                cap = p.max_spread * self._s_floor
+                s, s_raw = min(s, cap), min(s_raw, max(cap, s))
+            stats.append((m, s, s_raw))
+        # a negative click of an intensity that another positive click holds (a heterogeneous
+        # organ, or a neighbour of the same density) says nothing about intensities: only its
+        # position counts (step 4)
+        neg_values = [v for v in neg_values
+                      if all(abs(v - m) > p.neg_separation * s for m, s, _ in stats)]
         windows: list[tuple[float, float]] = []
         grown = np.zeros(work.shape, bool)
         for i, q in enumerate(wpos):
@@ -262,11 +275,7 @@ class SeededRegionEngine(Engine):
             if region[tuple(q)]:
                 continue
             first = not region.any()
-            patch = _around(wshape, q, stats_offsets)
-            m, s, s_raw = _robust_stats(work[patch], unsmoothed[patch], self._s_floor)
-            if p.max_spread > 0:  # a mixed neighbourhood (bone and soft tissue): keep to the click's
-                cap = p.max_spread * self._s_floor
-                s, s_raw = min(s, cap), min(s_raw, max(cap, s))
+            m, s, s_raw = stats[i]
             low, high = m - p.k * s, m + p.k * s
             for v in neg_values:
                 if v > m + p.neg_separation * s:
