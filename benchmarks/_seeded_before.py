@@ -1,4 +1,10 @@
-"""A weight-free 3D engine: adaptive-threshold region growing from clicks, split by negative clicks.
+"""FROZEN BASELINE, not used by the plugin: the seeded-region engine as it was before the mm/speed rework.
+
+Kept only so that benchmarks/bench_weight_free.py and benchmarks/eval_real_data.py can measure
+the old and the new engine side by side in one run. The engine itself is
+napari_openmedlab/engines/seeded.py.
+
+A weight-free 3D engine: adaptive-threshold region growing from clicks, split by negative clicks.
 
 It needs no model file, runs on the CPU in a fraction of a second per click, and is the baseline
 the foundation models are compared against (see ``docs/results.md``).
@@ -49,8 +55,15 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from napari_openmedlab.engines.base import (
+    CancelFlag,
+    Cancelled,
+    Engine,
+    Prediction,
+    ProgressCallback,
+    Prompts,
+)
 from napari_openmedlab.io.volume import Volume
-from napari_openmedlab.engines.base import CancelFlag, Cancelled, Engine, Prediction, ProgressCallback, Prompts
 
 __all__ = ["SeededParams", "SeededRegionEngine"]
 

@@ -3,38 +3,55 @@
 It needs no model file, runs on the CPU in a fraction of a second per click, and is the baseline
 the foundation models are compared against (see ``docs/results.md``).
 
+Every size is in millimetres, so the same object gives the same mask on a 0.5 mm and a 3 mm
+grid; the only voxel count is ``max_voxels``, the working grid's budget.
+
+``set_volume`` block-averages the volume once onto the **working grid** (at most about
+``max_voxels`` voxels in a box of ``2 x margin_mm``; the finest axes are coarsened first and
+square pixels stay square) and smooths it (Gaussian, ``sigma_mm``): see
+:mod:`.seeded_grid`. Every click then slices those arrays; nothing on the click path is as
+large as the volume, and the answer is a :class:`~.base.Prediction` the size of the object.
+
 How a prediction is made from all the clicks of the current object (nothing is remembered
 between calls: the same prompts always give the same mask):
 
-1. **Working region.** A box around the positive clicks (and around ``prompts.mask``) with a
-   ``margin_mm`` border. When that box holds more than ``max_voxels`` voxels it is block-averaged
-   by integer factors (finest axes first), so a 512 x 512 x 300 CT costs about as much as a small
-   one; the mask is brought back to the full grid by linear interpolation at the end.
-2. **Intensity window per positive click.** The image is smoothed (Gaussian, ``sigma_mm``);
-   the median ``m`` of the smoothed voxels within ``stats_radius_mm`` of the click and their
-   robust spread ``s`` (1.4826 x MAD; at least half that of the unsmoothed voxels, so that
-   low-noise images keep the boundary voxels the smoothing blurred; at least ``s_floor``) give
-   the window ``m +- k s``. A negative click whose intensity is clearly outside that
-   (``> neg_separation`` x ``s`` from ``m``) narrows the window on its side to half-way between
-   the two. ``s_floor`` defaults to 0.8 % of the volume's
-   1..99 percentile range: 10 HU on CT, a comparable fraction on MRI.
-3. **Growing with leak guards.** The click's 6-connected component inside its window is opened
-   by a radius ``open_fraction`` x its local depth (at least one voxel) to cut thin bridges into
-   neighbouring tissue, re-grown by one voxel, and limited to a ball around the click of radius
-   ``first_reach`` x depth for the first positive click, ``next_reach`` x depth (depth of the
-   not-yet-segmented part) for later ones, never under ``min_reach_mm``. Then up to
-   ``boundary_rings`` one-voxel rings around the grown parts are added where the *unsmoothed*
-   value lies in a click's window, widened to the unsmoothed spread (the smoothing had moved the
-   window's edge inwards), and holes are filled. A later positive click within ``touch_mm`` of
-   the object marks a miss on its surface: it only adds the voxels within ``touch_radius_mm``
-   whose own value fits the windows of the earlier clicks (no new part is grown from a
-   partial-volume voxel).
+1. **Working box.** The working grid within ``margin_mm`` of the positive clicks (and of
+   ``prompts.mask``).
+2. **Intensity window per positive click.** The median ``m`` of the smoothed voxels within
+   ``stats_radius_mm`` of the click and their robust spread ``s`` (1.4826 x MAD; at least half
+   that of the unsmoothed voxels, so that low-noise images keep the boundary voxels the
+   smoothing blurred; at least ``s_floor``, at most ``max_spread x s_floor`` so that a click
+   among bone and soft tissue does not open the window to both) give the window ``m +- k s``.
+   ``s_floor`` defaults to 0.8 % of the volume's 1..99 percentile range: 10 HU on CT, a
+   comparable fraction on MRI. A negative click whose intensity is clearly outside the
+   window (``> neg_separation x s`` from ``m``) *and* outside every other positive click's
+   narrows the window on its side to half-way between the two; one of an intensity the object
+   holds elsewhere (a heterogeneous organ) counts only by its position (step 4).
+3. **Growing with leak guards.** The click's 6-connected component inside its window (holes
+   filled, so noise does not shrink its depth) is opened by a ball of ``open_fraction`` x its
+   depth at the click, in mm, to cut thin bridges (gaps between ribs, a vessel into the arm),
+   re-grown by one voxel, and limited to a ball around the click of radius ``first_reach`` x
+   depth for the first positive click, ``next_reach`` x depth (depth of the not-yet-segmented
+   part) for later ones, never under ``min_reach_mm``. Then up to ``boundary_rings`` one-voxel
+   rings around the grown parts are added where the *unsmoothed* value lies in a click's
+   window, widened to the unsmoothed spread (the smoothing had moved the window's edge
+   inwards), and holes are filled. A later positive click within ``touch_mm`` of the object
+   whose value fits the object's windows, or whose neighbourhood is mixed (spread over
+   ``touch_spread x s_floor``: a partial-volume voxel), marks a miss on its surface: it only
+   adds the voxels within ``touch_radius_mm`` whose own value fits the earlier windows. One on
+   a homogeneous tissue of its own (air in the stomach) grows a new part.
 4. **Negative clicks inside the object** split it: each claims at most a ball of radius
    ``max(neg_reach x its depth in the object, min_reach_mm)`` (a whole leaked neighbour when it
    sits deep in one, a bump when it sits near the surface); inside those balls a marker
-   watershed on the inverted distance map, from balls of ``seed_radius_mm`` around the clicks and from the object
-   outside the balls, cuts at the narrowest necks; the parts holding positive clicks stay.
-   When a mask is refined without positive clicks the balls are smaller (2 x depth).
+   watershed on the inverted distance map, from balls of ``seed_radius_mm`` around the clicks
+   and from the object outside the balls, cuts at the narrowest necks; the parts holding
+   positive clicks stay. Where there is no neck (a vein along an organ of the same density) a
+   negative click never takes the voxels within ``split_nearest`` x its distance of a positive
+   click. When a mask is refined without positive clicks the balls are smaller (2 x depth).
+5. **Back on the volume's grid.** The working-grid mask is interpolated linearly over the
+   object's box only; where the interpolation is unsure (0.25..0.75) the voxel's own value
+   decides (``refine_edges``), so the coarse grid's blur adds or drops no shell of voxels.
+   Positive clicks always belong to the answer.
 
 ``prompts.mask`` (an existing segmentation to refine) is the starting object: positive clicks
 grow it as in step 3, negative clicks split it as in step 4. Negative clicks alone, without a
@@ -61,7 +78,13 @@ RAW_SPREAD_WEIGHT = 0.5
 
 @dataclass
 class SeededParams:
-    """Tuning of :class:`SeededRegionEngine`; the defaults were chosen on abdominal CT organs."""
+    """Tuning of :class:`SeededRegionEngine`; the defaults were chosen on abdominal CT organs.
+
+    ``*_mm`` are millimetres; ``*_reach``, ``open_fraction`` and ``split_nearest`` are multiples
+    of a distance in mm (a depth in the object, a distance between clicks); ``k``,
+    ``neg_separation``, ``touch_spread`` and ``max_spread`` multiples of an intensity spread.
+    See the module docstring for what each does.
+    """
 
     margin_mm: float = 120.0
     max_voxels: int = 1_000_000

@@ -20,6 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+SLAB = 8
+"""Working-grid slices interpolated at a time when a mask goes back to the volume's grid."""
+
 __all__ = ["WorkingGrid", "bbox_of", "block_factors", "block_mean", "upsample_patch"]
 
 
@@ -180,14 +183,27 @@ def upsample_patch(region: np.ndarray, factors, box_lo, shape,
         return np.asarray(box_lo) + lo, sub.copy()
     lo = np.maximum(lo - 1, 0)
     hi = np.minimum(hi + 1, region.shape)
-    sub = region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))].astype(np.float32)
-    up = linear_upsample(sub, factors)
+    sub = region[tuple(slice(int(a), int(b)) for a, b in zip(lo, hi))]
     start = (np.asarray(box_lo) + lo) * factors
-    stop = np.minimum(start + up.shape, shape)
-    up = up[tuple(slice(0, int(b - a)) for a, b in zip(start, stop))]
-    patch = up >= 0.5
-    if decide is not None:
-        band = (up > 0.25) & (up < 0.75)
-        if band.any():
-            patch[band] = decide(band, start)
+    stop = np.minimum(start + np.asarray(sub.shape) * factors, shape)
+    patch = np.zeros(tuple(int(b - a) for a, b in zip(start, stop)), bool)
+    f0 = int(factors[0])
+    # a few working slices at a time (with one slice of context on each side, which is all
+    # linear interpolation reads): the float temporaries stay a slab, not the object's box
+    for c0 in range(0, sub.shape[0], SLAB):
+        c1 = min(c0 + SLAB, sub.shape[0])
+        h0, h1 = max(c0 - 1, 0), min(c1 + 1, sub.shape[0])
+        up = linear_upsample(sub[h0:h1].astype(np.float32), factors)
+        rows = slice((c0 - h0) * f0, (c1 - h0) * f0)
+        out0 = c0 * f0
+        out1 = min(c1 * f0, patch.shape[0])
+        if out1 <= out0:
+            break
+        up = up[rows][: out1 - out0, : patch.shape[1], : patch.shape[2]]
+        slab = up >= 0.5
+        if decide is not None:
+            band = (up > 0.25) & (up < 0.75)
+            if band.any():
+                slab[band] = decide(band, start + np.array([out0, 0, 0]))
+        patch[out0:out1] = slab
     return start, patch
