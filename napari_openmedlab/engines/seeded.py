@@ -32,8 +32,8 @@ between calls: the same prompts always give the same mask):
    depth at the click, in mm, to cut thin bridges (gaps between ribs, a vessel into the arm),
    re-grown by one voxel, and limited to a ball around the click of radius ``first_reach`` x
    depth for the first positive click, ``next_reach`` x depth (depth of the not-yet-segmented
-   part) for later ones, never under ``min_reach_mm``. Then up to ``boundary_rings`` one-voxel
-   rings around the grown parts are added where the *unsmoothed* value lies in a click's
+   part) for later ones, never under ``min_reach_mm``. Then rings of one working voxel around
+   the grown parts, as many as make ``boundary_mm`` along the coarsest axis, are added where the *unsmoothed* value lies in a click's
    window, widened to the unsmoothed spread (the smoothing had moved the window's edge
    inwards), and holes are filled. A later positive click within ``touch_mm`` of the object
    whose value fits the object's windows, or whose neighbourhood is mixed (spread over
@@ -104,7 +104,7 @@ class SeededParams:
     touch_spread: float = 3.0
     max_spread: float = 7.0
     fill_holes: bool = True
-    boundary_rings: int = 3
+    boundary_mm: float = 6.0
     split_nearest: float = 0.6
     refine_edges: bool = True
 
@@ -350,12 +350,13 @@ class SeededRegionEngine(Engine):
             grown[crop] |= sub
             widen = p.k * (s_raw - s)  # unsmoothed values scatter more
             windows.append((low - widen, high + widen))
-        if windows and p.boundary_rings:
+        rings = int(np.ceil(p.boundary_mm / spacing.max() - 1e-6))
+        if windows and rings > 0:
             # the smoothing moves a window's edge inside the object: take back the outer rings of
-            # voxels whose own (unsmoothed) value lies in a click's window
-            crop = _bbox_slices(grown, pad=p.boundary_rings)
+            # voxels whose own (unsmoothed) value lies in a click's window, up to boundary_mm
+            crop = _bbox_slices(grown, pad=rings)
             g_sub, r_sub, u_sub = grown[crop], region[crop], unsmoothed[crop]
-            for _ in range(p.boundary_rings):
+            for _ in range(rings):
                 ring = ndimage.binary_dilation(g_sub, _FACES) & ~r_sub
                 values = u_sub[ring]
                 ok = np.zeros(values.shape, bool)
