@@ -36,7 +36,8 @@ between calls: the same prompts always give the same mask):
    the grown parts, as many as make ``boundary_mm`` along the coarsest axis, are added where the *unsmoothed* value lies in a click's
    window, widened to the unsmoothed spread (the smoothing had moved the window's edge
    inwards), and holes are filled. A later positive click within ``touch_mm`` of the object
-   whose value fits the object's windows, or whose neighbourhood is mixed (spread over
+   whose value fits the object's windows (or whose own window overlaps one of them), or whose
+   neighbourhood is mixed (spread over
    ``touch_spread x s_floor``: a partial-volume voxel), marks a miss on its surface: it only
    adds the voxels within ``touch_radius_mm`` whose own value fits the earlier windows. One on
    a homogeneous tissue of its own (air in the stomach) grows a new part.
@@ -308,7 +309,9 @@ class SeededRegionEngine(Engine):
             value = float(unsmoothed[tuple(q)])
             touching = not first and p.touch_radius_mm > 0 and region[
                 _around(wshape, q, _ball_offsets(p.touch_mm, spacing))].any()
-            fits = not windows or any(a <= value <= b for a, b in windows)
+            # the click's own value fits the object so far, or its own window overlaps one of the
+            # object's (a partial-volume voxel between the object and its surroundings)
+            fits = not windows or any(a <= value <= b or (low <= b and a <= high) for a, b in windows)
             if touching and (fits or s > p.touch_spread * self._s_floor):
                 # a miss on the object's surface, of the object's own intensity or on an edge
                 # (a mixed neighbourhood): patch it locally with voxels near it whose value fits
