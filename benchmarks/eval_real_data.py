@@ -190,7 +190,9 @@ def main(argv=None) -> int:
         "",
         f"Latency of `predict` per click: median {statistics.median(latencies):.3f} s, "
         f"max {max(latencies):.3f} s over {len(latencies)} clicks "
-        f"({platform.processor() or platform.machine()}, CPU only); whole run {total:.0f} s. "
+        f"({platform.processor() or platform.machine()}, CPU only, a machine possibly shared with "
+        "other jobs: compare with the figures measured before in the same run); whole run "
+        f"{total:.0f} s. "
         "`python benchmarks/bench_weight_free.py` also times a 512x512x300 volume."
         + (f" Before: median {statistics.median([r.seconds for r in results['before'] if r.positive is not None]):.3f} s"
            f" per click, whole run {timings['before']:.0f} s (same run, same machine)." if "before" in results else ""),
