@@ -124,8 +124,9 @@ def test_large_volume_is_worked_on_a_coarser_grid():
     volume = noisy_ct([obj], shape, sp)
     engine = SeededRegionEngine(max_voxels=40_000)
     engine.set_volume(volume)
-    factors = engine._factors(np.asarray(shape))
+    factors = engine.working_grid.factors
     assert np.prod(np.ceil(np.asarray(shape) / factors)) <= 40_000 and factors.max() > 1
+    assert factors[1] == factors[2]  # square pixels stay square
     pred = engine.predict(Prompts([[30, 80, 70]], [1]))
     assert pred.shape == shape
     assert dice(obj, pred.to_mask()) > 0.9
