@@ -133,8 +133,11 @@ class Sam2DEngine(Engine):
         prefetch: int = 0,
         multimask: str | bool = "auto",
         propagation: PropagationOptions | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
+        from ..models.threads import ThreadPolicy
+
         self.spec = spec
         self.name = spec.name
         kind = getattr(getattr(network, "config", None), "preprocess", None) or PREPROCESS_KIND.get(spec.name)
@@ -144,6 +147,8 @@ class Sam2DEngine(Engine):
         #: config when it has one, else from the registry name
         self.kind = kind
         self.device = torch.device(device)
+        #: torch threads on the CPU, chosen before each prediction (None/0: the free cores)
+        self.threads = ThreadPolicy(threads)
         self.network = network.to(self.device).eval()
         self.model_size = int(network.image_encoder.img_size)
         self.low_res_size = int(network.prompt_encoder.mask_input_size[0])
@@ -270,6 +275,8 @@ class Sam2DEngine(Engine):
     def _predict(
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
+        if self.device.type == "cpu":
+            self.threads.apply()
         shape = self.volume.shape
         axis, index, points_rc, labels, box = slice_prompt(prompts, self.slice_axis, shape)
         mask2d = mask_on_slice(prompts, axis, index, shape)
@@ -412,6 +419,8 @@ class Sam2DEngine(Engine):
         Returns a Prediction whose ``state`` holds ``axis``, ``annotated`` (slice indices) and
         ``stops`` (where and why each direction ended). Raises ``Cancelled``.
         """
+        if self.device.type == "cpu":
+            self.threads.apply()
         shape = self.volume.shape
         t0 = time.perf_counter()
         if isinstance(source, Prompts):

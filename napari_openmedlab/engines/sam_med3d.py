@@ -17,8 +17,9 @@ Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-
   on the first click it is all zeros (official ``sam_model_infer``). With ``prompts.mask`` the
   first mask prompt is that mask sampled into the crop, average-pooled to 32^3 and mapped to
   logits ``MASK_LOGIT * (2 * fraction - 1)`` (an own choice: the official code has no mask input).
-  Output: logits trilinearly upsampled to 128^3, > 0 (sigmoid > 0.5), put back on the volume grid
-  by nearest neighbour.
+  Output: logits trilinearly upsampled to 128^3, ``sigmoid(x) > 0.5`` in float32 exactly as the
+  official code (:func:`official_threshold`; not ``x > 0``, which differs for 0 < x <= ~6e-8),
+  put back on the volume grid by nearest neighbour.
 * History: the engine remembers the logits after each ``predict`` (last 64 calls of the object,
   cleared by ``reset``/``set_volume``); a call whose clicks extend a remembered click list
   continues from that state (one decoder pass per crop), and a call that repeats a remembered
@@ -43,7 +44,7 @@ Multi-crop extension (objects larger than one crop, 192 mm):
   at least 16 voxels inside it).
 * At most ``max_extra_crops`` (8) crops are added to the first one (click crops first, then
   extensions, breadth first); the masks of all crops are merged by union (equivalently,
-  per-voxel max of the logits > 0). Each crop keeps its own low-res logits as its next mask
+  per-voxel max of the thresholded logits). Each crop keeps its own low-res logits as its next mask
   prompt; a crop run for the first time starts from the all-zero mask prompt.
 """
 
@@ -61,6 +62,10 @@ from .crop3d import CROP, SPACING, CanonicalGrid
 
 OVERLAP = 32
 MIN_FACE_VOXELS = 4
+#: default number of cached crop embeddings (0.79 MB each: 50 MB)
+CACHE_SIZE = 64
+#: image encoder choices: ``fast`` (default) and ``reference`` (the official computation)
+ENCODERS = ("fast", "reference")
 MASK_LOGIT = 8.0
 _HISTORY = 64
 
@@ -74,32 +79,70 @@ class SamMed3DEngine(Engine):
             or medim's ``SAM-Med3D``).
         device: ``auto`` (CUDA, then MPS, then CPU), ``cuda``, ``mps``, ``cpu`` or a torch.device.
         amp: float16 autocast on CUDA (off by default; ignored elsewhere).
-        cache_size: number of crop embeddings kept.
+        cache_size: number of crop embeddings kept (at least every crop one click can use,
+            ``1 + max_extra_crops``); one embedding is 384 x 8^3 float32 = 0.79 MB, so the
+            default 64 bounds the cache at 50 MB.
         max_extra_crops: crops added to the first one for large objects (0 disables extension).
+        encoder: ``"fast"`` (default: the exact padding-free attention, equal to the official
+            encoder to float32 rounding, ~1e-6) or ``"reference"`` (the official computation, op
+            for op: every mask equals the official pipeline's voxel for voxel). Only our
+            :class:`~napari_openmedlab.models.sam_med3d.Sam3D` has both; another network is
+            run as it is.
+        threads: torch threads for a click; ``None``/0 = the cores other processes leave free,
+            looked at before each click (:class:`~napari_openmedlab.models.threads.ThreadPolicy`).
     """
 
     name = "sam-med3d-turbo"
     supports_boxes = False
 
-    def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = 8,
-                 max_extra_crops: int = 8) -> None:
+    def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = CACHE_SIZE,
+                 max_extra_crops: int = 8, encoder: str = "fast", threads: int | None = None) -> None:
         super().__init__()
         import torch
 
         from ..models.device import resolve_device
+        from ..models.threads import ThreadPolicy
 
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.to(self.device).eval()
+        self._cache: OrderedDict = OrderedDict()
+        self._history: list[dict] = []
+        self.encoder = encoder
+        self.threads = ThreadPolicy(threads)
         self.amp = bool(amp) and self.device.type == "cuda"
-        self.cache_size = max(1, int(cache_size))
         self.max_extra_crops = max(0, int(max_extra_crops))
+        self.cache_size = int(cache_size)
         #: volume-voxel box ``(lo, hi)`` the first crop is centred on instead of the first click
         #: (the official validation centres on the label's bounding box); None = the first click.
         self.first_crop_box: tuple | None = None
         self.encoder_calls = 0
+        self.encoder_batches = 0
         self._grid: CanonicalGrid | None = None
-        self._cache: OrderedDict = OrderedDict()
-        self._history: list[dict] = []
+
+    @property
+    def encoder(self) -> str:
+        """``"fast"`` or ``"reference"``; changing it drops the cached embeddings and history."""
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, value: str) -> None:
+        if value not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {value!r}")
+        if getattr(self, "_encoder", value) != value:
+            self._cache.clear()
+            self._history = []
+        self._encoder = value
+        if hasattr(self.model, "fast_encoder"):
+            self.model.fast_encoder = value == "fast"
+
+    @property
+    def cache_size(self) -> int:
+        """Crop embeddings kept; never fewer than the crops one click may use."""
+        return max(self._cache_size, 1 + self.max_extra_crops)
+
+    @cache_size.setter
+    def cache_size(self, value: int) -> None:
+        self._cache_size = max(1, int(value))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device="auto", **kwargs) -> SamMed3DEngine:
@@ -129,6 +172,8 @@ class SamMed3DEngine(Engine):
     def _predict(self, prompts: Prompts, progress: ProgressCallback | None,
                  cancel: CancelFlag | None) -> Prediction:
         t_start = time.perf_counter()
+        if self.device.type == "cpu":
+            self.threads.apply()
         timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0}
         grid = self.grid
         points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
@@ -260,13 +305,14 @@ class SamMed3DEngine(Engine):
 
     @staticmethod
     def _upsample(logits) -> np.ndarray:
-        """Low-res logits -> the 128^3 crop mask: trilinear, sigmoid > 0.5 (logits > 0)."""
+        """Low-res logits -> the 128^3 crop mask: trilinear, then ``sigmoid(x) > 0.5`` in float32."""
         import torch
         import torch.nn.functional as F
 
         with torch.inference_mode():
-            up = F.interpolate(logits, size=(CROP,) * 3, mode="trilinear", align_corners=False)
-            return (up[0, 0] > 0).cpu().numpy()
+            up = F.interpolate(logits.float(), size=(CROP,) * 3, mode="trilinear",
+                               align_corners=False)
+            return official_threshold(up)[0, 0].cpu().numpy()
 
     def _mask_prompt(self, mask: np.ndarray, start: tuple):
         import torch
@@ -309,6 +355,18 @@ class SamMed3DEngine(Engine):
             "first": first, "logits": logits,
         })
         del self._history[:-_HISTORY]
+
+
+def official_threshold(logits):
+    """The official SAM-Med3D mask rule: ``torch.sigmoid(logits) > 0.5`` on float32 logits.
+
+    Not the same as ``logits > 0``: for 0 < x <= ~6e-8 the float32 sigmoid rounds to exactly
+    0.5, so the official code leaves such a voxel out. One voxel decides where the next simulated
+    click lands, so every mask taken from SAM-Med3D logits goes through this function.
+    """
+    import torch
+
+    return torch.sigmoid(logits.float()) > 0.5
 
 
 def zscore_positive(tensor):

@@ -369,3 +369,44 @@ def test_preprocessing_equals_the_official_torchio_steps(ct_volume, where, tmp_p
     assert diff.max() <= 1.001 * one_hu + 1e-4
     assert (diff > 1e-3).mean() < 1e-3
     assert any((our_point == p).all() for p in official_points)
+
+
+# --- the official mask rule -------------------------------------------------------------------
+def test_mask_rule_is_the_official_float32_sigmoid_not_the_sign():
+    """sigmoid(x) rounds to exactly 0.5 for 0 < x <= ~6e-8: the official mask leaves those out."""
+    from napari_openmedlab.engines.sam_med3d import official_threshold
+
+    x = torch.tensor([-1e-3, 0.0, 1e-8, 5e-8, 1e-6, 2.0])
+    assert official_threshold(x).tolist() == [False, False, False, False, True, True]
+    tiny = torch.full((1, 1, 32, 32, 32), 3e-8)
+    assert not SamMed3DEngine._upsample(tiny).any()  # `logits > 0` would fill the crop
+    assert SamMed3DEngine._upsample(tiny * 100).all()
+
+
+def test_encoder_choice_reaches_the_network_and_drops_stale_embeddings():
+    models = pytest.importorskip("napari_openmedlab.models.sam_med3d")
+    cfg = models.SamMed3DConfig(encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=1,
+                                encoder_global_attn_indexes=(0,), prompt_embed_dim=48,
+                                decoder_mlp_dim=64, iou_head_hidden_dim=16)
+    engine = SamMed3DEngine(models.build_sam_med3d(cfg), "cpu", max_extra_crops=0)
+    assert engine.encoder == "fast" and engine.model.fast_encoder
+    engine.set_volume(_blob_volume())
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    engine.encoder = "reference"
+    assert not engine.model.fast_encoder and not engine._cache
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    assert engine.encoder_calls == 2
+    with pytest.raises(ValueError, match="encoder"):
+        SamMed3DEngine(FakeSam3D(), "cpu", encoder="turbo")
+
+
+def test_cache_holds_every_crop_one_click_uses():
+    engine = _engine(cache_size=2)  # asked for less than one click's crops
+    assert engine.cache_size == 1 + engine.max_extra_crops
+    volume, _ = _rod_volume()
+    engine.set_volume(volume)
+    first = engine.predict(Prompts([[150, 24, 24]], [1]))
+    calls = engine.encoder_calls
+    assert calls == len(first.state["crops"]) >= 3
+    engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]))  # same region again
+    assert engine.encoder_calls == calls
