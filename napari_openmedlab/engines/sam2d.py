@@ -148,7 +148,7 @@ class Sam2DEngine(Engine):
         self.kind = kind
         self.device = torch.device(device)
         #: torch threads on the CPU, chosen before each prediction (None/0: the free cores)
-        self.threads = ThreadPolicy(threads)
+        self.thread_policy = ThreadPolicy(threads)
         self.network = network.to(self.device).eval()
         self.model_size = int(network.image_encoder.img_size)
         self.low_res_size = int(network.prompt_encoder.mask_input_size[0])
@@ -215,6 +215,17 @@ class Sam2DEngine(Engine):
     # ------------------------------------------------------------------ settings
 
     @property
+    def cpu_threads(self) -> int:
+        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
+        return self.thread_policy.fixed or 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int | None) -> None:
+        from ..models.threads import ThreadPolicy
+
+        self.thread_policy = ThreadPolicy(value)
+
+    @property
     def slice_axis(self) -> int:
         return self._slice_axis
 
@@ -276,7 +287,7 @@ class Sam2DEngine(Engine):
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
         if self.device.type == "cpu":
-            self.threads.apply()
+            self.thread_policy.apply()
         shape = self.volume.shape
         axis, index, points_rc, labels, box = slice_prompt(prompts, self.slice_axis, shape)
         mask2d = mask_on_slice(prompts, axis, index, shape)
@@ -420,7 +431,7 @@ class Sam2DEngine(Engine):
         ``stops`` (where and why each direction ended). Raises ``Cancelled``.
         """
         if self.device.type == "cpu":
-            self.threads.apply()
+            self.thread_policy.apply()
         shape = self.volume.shape
         t0 = time.perf_counter()
         if isinstance(source, Prompts):

@@ -108,7 +108,7 @@ class SamMed3DEngine(Engine):
         self._cache: OrderedDict = OrderedDict()
         self._history: list[dict] = []
         self.encoder = encoder
-        self.threads = ThreadPolicy(threads)
+        self.thread_policy = ThreadPolicy(threads)
         self.amp = bool(amp) and self.device.type == "cuda"
         self.max_extra_crops = max(0, int(max_extra_crops))
         self.cache_size = int(cache_size)
@@ -134,6 +134,17 @@ class SamMed3DEngine(Engine):
         self._encoder = value
         if hasattr(self.model, "fast_encoder"):
             self.model.fast_encoder = value == "fast"
+
+    @property
+    def cpu_threads(self) -> int:
+        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
+        return self.thread_policy.fixed or 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int | None) -> None:
+        from ..models.threads import ThreadPolicy
+
+        self.thread_policy = ThreadPolicy(value)
 
     @property
     def cache_size(self) -> int:
@@ -173,7 +184,7 @@ class SamMed3DEngine(Engine):
                  cancel: CancelFlag | None) -> Prediction:
         t_start = time.perf_counter()
         if self.device.type == "cpu":
-            self.threads.apply()
+            self.thread_policy.apply()
         timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0}
         grid = self.grid
         points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
