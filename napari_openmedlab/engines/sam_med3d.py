@@ -88,6 +88,8 @@ class SamMed3DEngine(Engine):
             for op: every mask equals the official pipeline's voxel for voxel). Only our
             :class:`~napari_openmedlab.models.sam_med3d.Sam3D` has both; another network is
             run as it is.
+        encoder_batch: new crops encoded together in one encoder call (the extension crops
+            of one breadth-first level; a click's first crop is alone in its level).
         threads: torch threads for a click; ``None``/0 = the cores other processes leave free,
             looked at before each click (:class:`~napari_openmedlab.models.threads.ThreadPolicy`).
     """
@@ -96,7 +98,8 @@ class SamMed3DEngine(Engine):
     supports_boxes = False
 
     def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = CACHE_SIZE,
-                 max_extra_crops: int = 8, encoder: str = "fast", threads: int | None = None) -> None:
+                 max_extra_crops: int = 8, encoder: str = "fast", threads: int | None = None,
+                 encoder_batch: int = 4) -> None:
         super().__init__()
         import torch
 
@@ -115,6 +118,8 @@ class SamMed3DEngine(Engine):
         #: volume-voxel box ``(lo, hi)`` the first crop is centred on instead of the first click
         #: (the official validation centres on the label's bounding box); None = the first click.
         self.first_crop_box: tuple | None = None
+        #: crops encoded together (one encoder call) when a click extends to several new crops
+        self.encoder_batch = int(encoder_batch)
         self.encoder_calls = 0
         self.encoder_batches = 0
         self._grid: CanonicalGrid | None = None
@@ -215,34 +220,40 @@ class SamMed3DEngine(Engine):
                 queue.append((tuple(int(v) for v in origin + k * stride), None))
         results: dict[tuple, tuple] = {}
         budget = 1 + self.max_extra_crops
-        while queue and len(results) < budget:
-            start, parent = queue.pop(0)
-            if start in results:
-                continue
+        level = queue  # breadth first: a level's crops only need the previous levels' masks
+        while level and len(results) < budget:
             _check(cancel)
-            inside = np.all((points >= start) & (points < np.asarray(start) + CROP), axis=1)
-            crop_pts = points[inside] - np.asarray(start)
-            crop_labels = labels[inside]
-            if parent is not None and not (crop_labels == 1).any():
-                seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
-                if seed is None:
+            todo: dict[tuple, tuple] = {}  # start -> (points, labels) in crop voxels
+            for start, parent in level:
+                if start in results or start in todo:
                     continue
-                seed = seed + np.asarray(parent[0]) - np.asarray(start)
-                crop_pts = np.vstack([crop_pts, seed[None]])
-                crop_labels = np.append(crop_labels, 1)
-            _report(progress, len(results) / (len(results) + 1), f"crop {len(results) + 1}: image")
-            embedding = self._embedding(start, timings, cancel)
+                inside = np.all((points >= start) & (points < np.asarray(start) + CROP), axis=1)
+                crop_pts = points[inside] - np.asarray(start)
+                crop_labels = labels[inside]
+                if parent is not None and not (crop_labels == 1).any():
+                    seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                    if seed is None:
+                        continue
+                    seed = seed + np.asarray(parent[0]) - np.asarray(start)
+                    crop_pts = np.vstack([crop_pts, seed[None]])
+                    crop_labels = np.append(crop_labels, 1)
+                todo[start] = (crop_pts, crop_labels)
+            todo = dict(list(todo.items())[: budget - len(results)])
+            done = len(results)
+            _report(progress, done / (done + len(todo) + 1e-9), f"crops {done + 1}-{done + len(todo)}: image")
+            embeddings = self._embeddings(list(todo), timings, cancel)
             _check(cancel)
-            _report(progress, (len(results) + 0.8) / (len(results) + 1), f"crop {len(results) + 1}: mask")
-            mask_prompt = previous.get(start)
-            if mask_prompt is None and prompts.mask is not None:
-                mask_prompt = self._mask_prompt(prompts.mask, start)
-            logits, hi = self._decode(embedding, crop_pts, crop_labels, mask_prompt, timings)
-            results[start] = (logits, hi)
-            for axis, direction in _touched_faces(hi, start, grid.shape):
-                neighbour = list(start)
-                neighbour[axis] += direction * stride
-                queue.append((tuple(neighbour), (start, axis, direction)))
+            level = []
+            for start, (crop_pts, crop_labels) in todo.items():
+                mask_prompt = previous.get(start)
+                if mask_prompt is None and prompts.mask is not None:
+                    mask_prompt = self._mask_prompt(prompts.mask, start)
+                logits, hi = self._decode(embeddings[start], crop_pts, crop_labels, mask_prompt, timings)
+                results[start] = (logits, hi)
+                for axis, direction in _touched_faces(hi, start, grid.shape):
+                    neighbour = list(start)
+                    neighbour[axis] += direction * stride
+                    level.append((tuple(neighbour), (start, axis, direction)))
 
         return self._finish(results, first, (prompts, mask_key), timings, t_start, progress)
 
@@ -266,28 +277,42 @@ class SamMed3DEngine(Engine):
         return prediction
 
     # --- steps --------------------------------------------------------------------------------
-    def _embedding(self, start: tuple, timings: dict, cancel: CancelFlag | None):
+    def _embeddings(self, starts: list, timings: dict, cancel: CancelFlag | None) -> dict:
+        """The embeddings of the crops at ``starts``: cached ones reused, the others encoded in
+        batches of :attr:`encoder_batch` (one encoder call per batch; each crop's embedding
+        is the one it gets alone, batching changes no bit). All of them stay in the cache."""
         import torch
 
-        if start in self._cache:
-            self._cache.move_to_end(start)
-            return self._cache[start]
-        t0 = time.perf_counter()
-        crop = self.grid.extract(self.volume.array, self.volume.geometry, start)
-        tensor = zscore_positive(torch.from_numpy(crop).to(self.device))[None, None]
-        timings["preprocess"] += time.perf_counter() - t0
-        _check(cancel)
-        t0 = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            embedding = self.model.image_encoder(tensor).float()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings["encoder"] += time.perf_counter() - t0
-        self.encoder_calls += 1
-        self._cache[start] = embedding
+        out = {}
+        missing = []
+        for start in starts:
+            if start in self._cache:
+                self._cache.move_to_end(start)
+                out[start] = self._cache[start]
+            else:
+                missing.append(start)
+        for i in range(0, len(missing), max(1, self.encoder_batch)):
+            batch = missing[i:i + max(1, self.encoder_batch)]
+            t0 = time.perf_counter()
+            crops = [zscore_positive(torch.from_numpy(
+                self.grid.extract(self.volume.array, self.volume.geometry, start)).to(self.device))
+                for start in batch]
+            tensor = torch.stack(crops)[:, None]
+            timings["preprocess"] += time.perf_counter() - t0
+            _check(cancel)
+            t0 = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                embedding = self.model.image_encoder(tensor).float()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            timings["encoder"] += time.perf_counter() - t0
+            self.encoder_calls += len(batch)
+            self.encoder_batches += 1
+            for k, start in enumerate(batch):
+                out[start] = self._cache[start] = embedding[k:k + 1]
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return embedding
+        return out
 
     def _decode(self, embedding, points, labels, mask_prompt, timings):
         import torch

@@ -400,6 +400,16 @@ def test_encoder_choice_reaches_the_network_and_drops_stale_embeddings():
         SamMed3DEngine(FakeSam3D(), "cpu", encoder="turbo")
 
 
+def test_batched_extension_crops_give_the_same_masks():
+    volume, _ = _rod_volume()
+    masks = []
+    for batch in (1, 4):
+        engine = _engine(encoder_batch=batch)
+        engine.set_volume(volume)
+        masks.append(engine.predict(Prompts([[150, 24, 24]], [1])).to_mask())
+    assert np.array_equal(*masks)
+
+
 def test_cache_holds_every_crop_one_click_uses():
     engine = _engine(cache_size=2)  # asked for less than one click's crops
     assert engine.cache_size == 1 + engine.max_extra_crops
@@ -408,5 +418,7 @@ def test_cache_holds_every_crop_one_click_uses():
     first = engine.predict(Prompts([[150, 24, 24]], [1]))
     calls = engine.encoder_calls
     assert calls == len(first.state["crops"]) >= 3
+    # the first crop alone, then each breadth-first level of extension crops in one batch
+    assert engine.encoder_batches < calls
     engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]))  # same region again
     assert engine.encoder_calls == calls
