@@ -123,6 +123,8 @@ class SamMed3DEngine(Engine):
         self.encoder_calls = 0
         self.encoder_batches = 0
         self._grid: CanonicalGrid | None = None
+        #: the last prediction's crops: start -> (logits, 128^3 mask, piece on the volume grid)
+        self._last_masks: dict[tuple, tuple] = {}
 
     @property
     def encoder(self) -> str:
@@ -173,6 +175,7 @@ class SamMed3DEngine(Engine):
     def _set_volume(self, volume: Volume, progress: ProgressCallback | None) -> None:
         self._grid = CanonicalGrid.from_geometry(volume.geometry, volume.shape, SPACING)
         self._cache.clear()
+        self._last_masks = {}
         if progress is not None:
             progress(1.0, "volume ready")
 
@@ -198,7 +201,7 @@ class SamMed3DEngine(Engine):
         mask_key = _mask_key(prompts.mask)
         base, exact = self._recall(prompts, mask_key)
         if exact is not None:  # e.g. after an undo: the remembered logits, no network call
-            results = {start: (lg, self._upsample(lg)) for start, lg in exact["logits"].items()}
+            results = {start: (lg, self._crop_mask(start, lg)) for start, lg in exact["logits"].items()}
             return self._finish(results, exact["first"], None, timings, t_start, progress)
         if base is not None:
             first = base["first"]
@@ -210,6 +213,7 @@ class SamMed3DEngine(Engine):
         else:
             first = grid.crop_start(points[0], points[0] + 1)
         previous = base["logits"] if base is not None else {}
+        previous_prompts = base["crop_prompts"] if base is not None else {}
 
         stride = CROP - OVERLAP
         queue: list[tuple[tuple, tuple | None]] = [(first, None)]
@@ -219,6 +223,7 @@ class SamMed3DEngine(Engine):
                 k = np.round((p - CROP // 2 - origin) / stride).astype(int)
                 queue.append((tuple(int(v) for v in origin + k * stride), None))
         results: dict[tuple, tuple] = {}
+        crop_prompts: dict[tuple, tuple] = {}
         budget = 1 + self.max_extra_crops
         level = queue  # breadth first: a level's crops only need the previous levels' masks
         while level and len(results) < budget:
@@ -239,28 +244,44 @@ class SamMed3DEngine(Engine):
                     crop_labels = np.append(crop_labels, 1)
                 todo[start] = (crop_pts, crop_labels)
             todo = dict(list(todo.items())[: budget - len(results)])
+            # a crop whose own clicks did not change keeps its mask: no decoder run, no drift
+            # (a repeated decoder pass with the same clicks would still move the mask a little)
+            kept = {start for start, prompt in todo.items()
+                    if start in previous and _same_prompt(previous_prompts.get(start), prompt)}
             done = len(results)
             _report(progress, done / (done + len(todo) + 1e-9), f"crops {done + 1}-{done + len(todo)}: image")
-            embeddings = self._embeddings(list(todo), timings, cancel)
+            embeddings = self._embeddings([t for t in todo if t not in kept], timings, cancel)
             _check(cancel)
             level = []
             for start, (crop_pts, crop_labels) in todo.items():
-                mask_prompt = previous.get(start)
-                if mask_prompt is None and prompts.mask is not None:
-                    mask_prompt = self._mask_prompt(prompts.mask, start)
-                logits, hi = self._decode(embeddings[start], crop_pts, crop_labels, mask_prompt, timings)
-                results[start] = (logits, hi)
+                crop_prompts[start] = (crop_pts, crop_labels)
+                if start in kept:
+                    results[start] = (previous[start], self._crop_mask(start, previous[start]))
+                else:
+                    mask_prompt = previous.get(start)
+                    if mask_prompt is None and prompts.mask is not None:
+                        mask_prompt = self._mask_prompt(prompts.mask, start)
+                    results[start] = self._decode(embeddings[start], crop_pts, crop_labels,
+                                                  mask_prompt, timings)
+                hi = results[start][1]
                 for axis, direction in _touched_faces(hi, start, grid.shape):
                     neighbour = list(start)
                     neighbour[axis] += direction * stride
                     level.append((tuple(neighbour), (start, axis, direction)))
 
-        return self._finish(results, first, (prompts, mask_key), timings, t_start, progress)
+        return self._finish(results, first, (prompts, mask_key, crop_prompts), timings, t_start,
+                            progress)
 
     def _finish(self, results, first, remember, timings, t_start, progress) -> Prediction:
         t0 = time.perf_counter()
-        pieces = [self.grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
-        prediction = _merge([p for p in pieces if p is not None], self.volume.shape)
+        last, self._last_masks = self._last_masks, {}
+        for start, (logits, hi) in results.items():  # a crop mask already on the grid is reused
+            known = last.get(start)
+            piece = known[2] if known is not None and known[0] is logits else (
+                self.grid.paste(hi, start) if hi.any() else None)
+            self._last_masks[start] = (logits, hi, piece)
+        pieces = [v[2] for v in self._last_masks.values() if v[2] is not None]
+        prediction = _merge(pieces, self.volume.shape)
         timings["postprocess"] += time.perf_counter() - t0
         logits_by_crop = {start: logits for start, (logits, _) in results.items()}
         prediction.state = {
@@ -277,6 +298,13 @@ class SamMed3DEngine(Engine):
         return prediction
 
     # --- steps --------------------------------------------------------------------------------
+    def _crop_mask(self, start: tuple, logits) -> np.ndarray:
+        """The 128^3 mask of ``logits``; the one of the last prediction when it is the same."""
+        known = self._last_masks.get(start)
+        if known is not None and known[0] is logits:
+            return known[1]
+        return self._upsample(logits)
+
     def _embeddings(self, starts: list, timings: dict, cancel: CancelFlag | None) -> dict:
         """The embeddings of the crops at ``starts``: cached ones reused, the others encoded in
         batches of :attr:`encoder_batch` (one encoder call per batch; each crop's embedding
@@ -385,12 +413,16 @@ class SamMed3DEngine(Engine):
                 best = entry
         return best, None
 
-    def _remember(self, prompts: Prompts, mask_key, first, logits) -> None:
+    def _remember(self, prompts: Prompts, mask_key, crop_prompts, first, logits) -> None:
         self._history.append({
             "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": mask_key,
-            "first": first, "logits": logits,
+            "first": first, "logits": logits, "crop_prompts": crop_prompts,
         })
         del self._history[:-_HISTORY]
+
+
+def _same_prompt(a: tuple | None, b: tuple) -> bool:
+    return a is not None and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
 
 def official_threshold(logits):

@@ -420,5 +420,14 @@ def test_cache_holds_every_crop_one_click_uses():
     assert calls == len(first.state["crops"]) >= 3
     # the first crop alone, then each breadth-first level of extension crops in one batch
     assert engine.encoder_batches < calls
-    engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]))  # same region again
+    decoded = engine.model.mask_decoder.calls
+    second = engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]))  # same region again
     assert engine.encoder_calls == calls
+    # only the crops holding the new click run the decoder; the others keep their masks
+    grid = engine.grid
+    new = grid.grid_voxel([[152, 24, 30]])[0]
+    holding = [s for s in second.state["crops"]
+               if np.all((new >= np.asarray(s)) & (new < np.asarray(s) + CROP))]
+    assert engine.model.mask_decoder.calls - decoded == len(holding) < len(second.state["crops"])
+    for start in set(first.state["crops"]) - set(holding):
+        assert second.state["logits_by_crop"][start] is first.state["logits_by_crop"][start]
