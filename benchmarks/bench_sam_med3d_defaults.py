@@ -40,7 +40,7 @@ def _spin(stop) -> None:  # a background process that keeps one core busy
             x += 1
 
 
-def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict]:
+def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict, dict]:
     from napari_openmedlab.engines import Prompts
 
     engine.reset()
@@ -52,9 +52,10 @@ def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict]:
     for k in range(n_next):
         prompts = prompts.add_point((near[0], near[1] + 3 * k, near[2]), positive=False)
         t0 = time.perf_counter()
-        engine.predict(prompts)
+        nxt = engine.predict(prompts)
         t_next.append(time.perf_counter() - t0)
-    return t_first, statistics.median(t_next), dict(first.timings, crops=len(first.state["crops"]))
+    return (t_first, statistics.median(t_next), dict(first.timings, crops=len(first.state["crops"])),
+            dict(nxt.timings, crops=len(nxt.state["crops"])))
 
 
 def main(argv=None) -> int:
@@ -67,6 +68,7 @@ def main(argv=None) -> int:
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--next-clicks", type=int, default=2, help="next clicks per object")
     parser.add_argument("--no-load", action="store_true", help="skip the background-load figure")
     args = parser.parse_args(argv)
 
@@ -98,12 +100,13 @@ def main(argv=None) -> int:
         for name, engine in engines.items():
             engine._cache.clear()  # every round starts cold (a new object, a new region)
             engine.max_extra_crops = 8
-            first, nxt, timings = _clicks(engine, click, near, n_next=3)
+            first, nxt, timings, next_timings = _clicks(engine, click, near, n_next=args.next_clicks)
             rows.setdefault((name, "large first"), []).append(first)
             rows.setdefault((name, "large next"), []).append(nxt)
             profile.setdefault(name + " large", timings)
+            profile.setdefault(name + " large next", next_timings)
             engine.max_extra_crops = 0
-            first, nxt, timings = _clicks(engine, small, small_near, n_next=3)
+            first, nxt, timings, _ = _clicks(engine, small, small_near, n_next=args.next_clicks)
             rows.setdefault((name, "small first"), []).append(first)
             rows.setdefault((name, "small next"), []).append(nxt)
             profile.setdefault(name + " small", timings)
@@ -119,7 +122,7 @@ def main(argv=None) -> int:
             for _ in range(args.rounds):
                 for name, engine in engines.items():
                     engine.max_extra_crops = 0  # the decoder under load, on one cached crop
-                    _, nxt, _ = _clicks(engine, small, small_near, n_next=3)
+                    _, nxt, _, _ = _clicks(engine, small, small_near, n_next=args.next_clicks)
                     rows.setdefault((name, "next, 1 core busy"), []).append(nxt)
                     engine.max_extra_crops = 8
                     time.sleep(0.5)
@@ -136,11 +139,11 @@ def main(argv=None) -> int:
         a = statistics.median(rows[("defaults", what)])
         b = statistics.median(rows[("old", what)])
         print(f"{what:22} {a:11.3f} {b:9.3f} {b / a:12.1f}x")
-    print("\nfirst-click profile (seconds per step, first round):")
+    print("\nprofile (seconds per step, first round; 'crops': crops the click used):")
     steps = ("crops", "preprocess", "encoder", "decoder", "postprocess", "total")
-    print(f"{'':16}" + "".join(f"{s:>12}" for s in steps))
+    print(f"{'':20}" + "".join(f"{s:>12}" for s in steps))
     for name, t in profile.items():
-        print(f"{name:16}" + "".join(
+        print(f"{name:20}" + "".join(
             f"{t.get(s, 0):12d}" if s == "crops" else f"{t.get(s, 0.0):12.3f}" for s in steps))
     print(f"threads chosen by the defaults engine on its last click: "
           f"{engines['defaults'].thread_policy.chosen}")
