@@ -503,21 +503,25 @@ def _mask_key(mask) -> tuple | None:
 
 
 def _merge(pieces: list, shape) -> Prediction:
-    """Union of ``(bbox, patch)`` pieces as a Prediction trimmed to its bounding box."""
+    """Union of ``(bbox, patch)`` pieces as a Prediction over the pieces' joint bounding box.
+
+    Each piece is already cut to its crop mask's extent (:meth:`CanonicalGrid.paste`), so their
+    joint box is the mask's (at most a voxel loose where a coarse grid skips a crop plane): no
+    whole-box search for the extent, which would cost more than the union on a large object.
+    The patch is always a new array (pieces are kept for the next click and must not be shared).
+    """
     pieces = [(b, p) for b, p in pieces if p.any()]
     if not pieces:
         return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), tuple(shape))
     lo = np.min([b[:3] for b, _ in pieces], axis=0)
     hi = np.max([b[3:] for b, _ in pieces], axis=0)
     if len(pieces) == 1:
-        union = pieces[0][1]
+        union = pieces[0][1].copy()
     else:
         union = np.zeros(tuple(hi - lo), bool)
         for b, p in pieces:
             union[b[0] - lo[0]:b[3] - lo[0], b[1] - lo[1]:b[4] - lo[1], b[2] - lo[2]:b[5] - lo[2]] |= p
-    trimmed = Prediction.from_mask(union)
-    bbox = tuple(int(v) for v in (*(lo + trimmed.bbox[:3]), *(lo + trimmed.bbox[3:])))
-    return Prediction(bbox, trimmed.patch, tuple(shape))
+    return Prediction(tuple(int(v) for v in (*lo, *hi)), union, tuple(shape))
 
 
 def _check(cancel: CancelFlag | None) -> None:
