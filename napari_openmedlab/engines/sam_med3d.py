@@ -26,8 +26,16 @@ Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-
   list (e.g. after undo) rebuilds the remembered mask from its logits without running the
   network. So the mask depends only on the click sequence.
 
-Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops); a click in an
-already encoded crop runs only the prompt encoder and the decoder.
+Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops, default 64 =
+50 MB, never fewer than the 1 + ``max_extra_crops`` crops one click can use); a click in an
+already encoded region runs only the prompt encoder and the decoder. New crops of one
+breadth-first level are encoded together (``encoder_batch``).
+
+Next clicks: a crop whose own prompts (its clicks, and its automatic point) are the same as in
+the state the click continues from keeps that state's logits and mask: no decoder pass. An
+extension crop's automatic point stays where it was as long as the parent crop's mask still
+holds it. So a click in one region re-runs the decoder for the crops holding it (and for
+neighbours whose automatic point had to move), not for every crop of the object.
 
 Multi-crop extension (objects larger than one crop, 192 mm):
 
@@ -236,10 +244,14 @@ class SamMed3DEngine(Engine):
                 crop_pts = points[inside] - np.asarray(start)
                 crop_labels = labels[inside]
                 if parent is not None and not (crop_labels == 1).any():
-                    seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                    # the automatic point stays where it was while the parent's mask still holds
+                    # it, so a click elsewhere does not move it (nor re-run this crop)
+                    seed = _kept_seed(previous_prompts.get(start), start, parent, results[parent[0]][1])
                     if seed is None:
-                        continue
-                    seed = seed + np.asarray(parent[0]) - np.asarray(start)
+                        seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                        if seed is None:
+                            continue
+                        seed = seed + np.asarray(parent[0]) - np.asarray(start)
                     crop_pts = np.vstack([crop_pts, seed[None]])
                     crop_labels = np.append(crop_labels, 1)
                 todo[start] = (crop_pts, crop_labels)
@@ -419,6 +431,20 @@ class SamMed3DEngine(Engine):
             "first": first, "logits": logits, "crop_prompts": crop_prompts,
         })
         del self._history[:-_HISTORY]
+
+
+def _kept_seed(previous: tuple | None, start, parent: tuple, parent_mask: np.ndarray):
+    """The crop's previous automatic point (crop voxels) if the parent's mask still holds it in
+    the overlap slab of the shared face; else None."""
+    if previous is None or len(previous[1]) == 0 or (previous[1][:-1] == 1).any() or previous[1][-1] != 1:
+        return None
+    seed = np.asarray(previous[0][-1])
+    parent_start, axis, direction = parent
+    q = seed + np.asarray(start) - np.asarray(parent_start)
+    if np.any((q < 0) | (q >= CROP)):
+        return None
+    in_slab = q[axis] >= CROP - OVERLAP if direction > 0 else q[axis] < OVERLAP
+    return seed if in_slab and parent_mask[tuple(q)] else None
 
 
 def _same_prompt(a: tuple | None, b: tuple) -> bool:

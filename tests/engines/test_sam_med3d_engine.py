@@ -431,3 +431,19 @@ def test_cache_holds_every_crop_one_click_uses():
     assert engine.model.mask_decoder.calls - decoded == len(holding) < len(second.state["crops"])
     for start in set(first.state["crops"]) - set(holding):
         assert second.state["logits_by_crop"][start] is first.state["logits_by_crop"][start]
+
+
+def test_automatic_point_stays_while_the_parent_mask_holds_it():
+    from napari_openmedlab.engines.sam_med3d import _kept_seed
+
+    parent_mask = np.zeros((CROP,) * 3, bool)
+    parent_mask[40:60, 50:70, 100:] = True
+    parent, start = ((0, 0, 0), 2, 1), (0, 0, 96)  # the neighbour across the + face of axis 2
+    seed = np.array([50, 60, 120 - 96])  # crop voxels of the neighbour; parent voxel (50, 60, 120)
+    previous = (np.array([[10, 10, 10], seed]), np.array([0, 1]))  # a negative click, then the seed
+    assert np.array_equal(_kept_seed(previous, start, parent, parent_mask), seed)
+    parent_mask[50, 60, 120] = False  # the mask moved away from it: compute a new one
+    assert _kept_seed(previous, start, parent, parent_mask) is None
+    parent_mask[50, 60, 120] = True
+    assert _kept_seed((previous[0], np.array([1, 1])), start, parent, parent_mask) is None  # user's
+    assert _kept_seed(None, start, parent, parent_mask) is None
