@@ -6,15 +6,16 @@ synthetic case). They alternate, round by round, so both see the same machine lo
 
 * ``defaults``: ``SamMed3DEngine(model, "cpu")``: 64 cached crops, extension crops encoded in
   batches, threads chosen from the free cores before each click;
-* ``old``: the defaults before this change: 8 cached crops, one crop per encoder call, torch's
-  own thread count (all cores).
+* ``old``: ``SamMed3DEngine`` as it was at git revision ``--baseline`` (default ``257b836``, before
+  issue #12), loaded from git beside today's package, with its defaults: 8 cached crops, crops
+  encoded one by one, every crop re-decoded on each click, torch's own thread count (all cores).
 
 Per engine and round: a large object (large-object extension on, the default: with random
 weights every mask reaches the crop faces, so a click runs 1 + 8 crops) first click and next
 click in the same region, and a small object (one crop: what an object inside 192 mm costs)
-first and next click. Then the next click of the large object again while another process
-keeps one core busy (``--no-load`` skips it). Finally the profile of the first click (seconds
-per step, from ``Prediction.timings``).
+first and next click. Then a next click again while another process keeps one core busy
+(``--no-load`` skips it), the image encoder alone, fast vs reference (the official computation),
+and the profile of the clicks (seconds per step, from ``Prediction.timings``).
 
     python benchmarks/bench_sam_med3d_defaults.py [--rounds 2] [--no-load]
 
@@ -58,6 +59,27 @@ def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict, d
             dict(nxt.timings, crops=len(nxt.state["crops"])))
 
 
+def load_engine_at(revision: str):
+    """``SamMed3DEngine`` as it was at git ``revision`` (loaded beside today's package)."""
+    import importlib.util
+    import subprocess
+    import tempfile
+
+    import napari_openmedlab.engines as engines
+
+    repo = Path(__file__).resolve().parents[1]
+    source = subprocess.run(["git", "show", f"{revision}:napari_openmedlab/engines/sam_med3d.py"],
+                            cwd=repo, capture_output=True, text=True, check=True).stdout
+    path = Path(tempfile.mkdtemp()) / "sam_med3d_baseline.py"
+    path.write_text(source)
+    name = f"{engines.__name__}._sam_med3d_baseline"  # inside the package: relative imports work
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module.SamMed3DEngine
+
+
 def main(argv=None) -> int:
     import torch
     from bench_sam_med3d_pipeline import load_case
@@ -70,21 +92,28 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--next-clicks", type=int, default=2, help="next clicks per object")
     parser.add_argument("--no-load", action="store_true", help="skip the background-load figure")
+    parser.add_argument("--baseline", default="257b836",
+                        help="git revision whose engine is the baseline (default: before issue #12)")
+    parser.add_argument("--no-reference", action="store_true",
+                        help="skip the fast vs reference (official) encoder figure")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
     model = build_sam_med3d().eval()
     volume, centres = load_case("synthetic")
     cores = usable_cores()
-    class OldDefaults(SamMed3DEngine):
-        """The engine as it was: 8 cached crops whatever a click uses, one crop per encoder call."""
-
-        cache_size = property(lambda self: 8, lambda self, value: None)
-
+    OldEngine = load_engine_at(args.baseline)
     engines = {
         "defaults": SamMed3DEngine(model, "cpu"),
-        "old": OldDefaults(model, "cpu", encoder_batch=1, threads=cores),
+        "old": OldEngine(model, "cpu"),  # its own defaults; torch's thread count (all cores)
     }
+    old_predict = engines["old"].predict
+
+    def predict_with_all_cores(*a, **k):  # the new engine may have lowered the process's count
+        torch.set_num_threads(cores)
+        return old_predict(*a, **k)
+
+    engines["old"].predict = predict_with_all_cores
     for e in engines.values():
         e.set_volume(volume)
     with torch.inference_mode():
@@ -130,6 +159,23 @@ def main(argv=None) -> int:
             stop.set()
             spinner.join()
 
+    encoder_rows = []
+    if not args.no_reference:
+        # the encoder alone on one crop: fast vs reference (the official computation, bit-equal
+        # to medim's encoder: tests/evaluation/test_official_exactness.py), alternating
+        crop = torch.randn(1, 1, 128, 128, 128)
+        torch.set_num_threads(cores)
+        times = {"fast": [], "reference": []}
+        with torch.inference_mode():
+            outs = {}
+            for _ in range(args.rounds):
+                for mode in ("reference", "fast"):
+                    t0 = time.perf_counter()
+                    outs[mode] = model.image_encoder(crop, fast=mode == "fast")
+                    times[mode].append(time.perf_counter() - t0)
+        diff = float((outs["fast"] - outs["reference"]).abs().max())
+        encoder_rows = [statistics.median(times["fast"]), statistics.median(times["reference"]), diff]
+
     print(f"SAM-Med3D with the defaults, 512x512x300 int16, CPU ({cores} cores, torch "
           f"{torch.__version__}), median of {args.rounds} rounds, alternating")
     print(f"{'click':22} {'defaults s':>11} {'old s':>9} {'old/defaults':>13}")
@@ -139,6 +185,10 @@ def main(argv=None) -> int:
         a = statistics.median(rows[("defaults", what)])
         b = statistics.median(rows[("old", what)])
         print(f"{what:22} {a:11.3f} {b:9.3f} {b / a:12.1f}x")
+    if encoder_rows:
+        fast, ref, diff = encoder_rows
+        print(f"{'encoder, one crop':22} {fast:11.3f} {ref:9.3f} {ref / fast:12.1f}x"
+              f"   (fast vs reference = official; max |diff| {diff:.2e})")
     print("\nprofile (seconds per step, first round; 'crops': crops the click used):")
     steps = ("crops", "preprocess", "encoder", "decoder", "postprocess", "total")
     print(f"{'':20}" + "".join(f"{s:>12}" for s in steps))
