@@ -67,9 +67,8 @@ import numpy as np
 from ..io.volume import Volume
 from .base import CancelFlag, Cancelled, Engine, EngineError, Prediction, ProgressCallback, Prompts
 from .crop3d import CROP, SPACING, CanonicalGrid
+from .sam_med3d_crops import OVERLAP, kept_seed, merge_pieces, seed_near_face, touched_faces
 
-OVERLAP = 32
-MIN_FACE_VOXELS = 4
 #: default number of cached crop embeddings (0.79 MB each: 50 MB)
 CACHE_SIZE = 64
 #: image encoder choices: ``fast`` (default) and ``reference`` (the official computation)
@@ -246,9 +245,9 @@ class SamMed3DEngine(Engine):
                 if parent is not None and not (crop_labels == 1).any():
                     # the automatic point stays where it was while the parent's mask still holds
                     # it, so a click elsewhere does not move it (nor re-run this crop)
-                    seed = _kept_seed(previous_prompts.get(start), start, parent, results[parent[0]][1])
+                    seed = kept_seed(previous_prompts.get(start), start, parent, results[parent[0]][1])
                     if seed is None:
-                        seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                        seed = seed_near_face(results[parent[0]][1], parent[1], parent[2])
                         if seed is None:
                             continue
                         seed = seed + np.asarray(parent[0]) - np.asarray(start)
@@ -276,7 +275,7 @@ class SamMed3DEngine(Engine):
                     results[start] = self._decode(embeddings[start], crop_pts, crop_labels,
                                                   mask_prompt, timings)
                 hi = results[start][1]
-                for axis, direction in _touched_faces(hi, start, grid.shape):
+                for axis, direction in touched_faces(hi, start, grid.shape):
                     neighbour = list(start)
                     neighbour[axis] += direction * stride
                     level.append((tuple(neighbour), (start, axis, direction)))
@@ -293,7 +292,7 @@ class SamMed3DEngine(Engine):
                 self.grid.paste(hi, start) if hi.any() else None)
             self._last_masks[start] = (logits, hi, piece)
         pieces = [v[2] for v in self._last_masks.values() if v[2] is not None]
-        prediction = _merge(pieces, self.volume.shape)
+        prediction = merge_pieces(pieces, self.volume.shape)
         timings["postprocess"] += time.perf_counter() - t0
         logits_by_crop = {start: logits for start, (logits, _) in results.items()}
         prediction.state = {
@@ -433,20 +432,6 @@ class SamMed3DEngine(Engine):
         del self._history[:-_HISTORY]
 
 
-def _kept_seed(previous: tuple | None, start, parent: tuple, parent_mask: np.ndarray):
-    """The crop's previous automatic point (crop voxels) if the parent's mask still holds it in
-    the overlap slab of the shared face; else None."""
-    if previous is None or len(previous[1]) == 0 or (previous[1][:-1] == 1).any() or previous[1][-1] != 1:
-        return None
-    seed = np.asarray(previous[0][-1])
-    parent_start, axis, direction = parent
-    q = seed + np.asarray(start) - np.asarray(parent_start)
-    if np.any((q < 0) | (q >= CROP)):
-        return None
-    in_slab = q[axis] >= CROP - OVERLAP if direction > 0 else q[axis] < OVERLAP
-    return seed if in_slab and parent_mask[tuple(q)] else None
-
-
 def _same_prompt(a: tuple | None, b: tuple) -> bool:
     return a is not None and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
 
@@ -478,34 +463,6 @@ def zscore_positive(tensor):
     return out / std if float(std) > 0 else out
 
 
-def _touched_faces(hi: np.ndarray, start, shape) -> list[tuple[int, int]]:
-    faces = []
-    for axis in range(3):
-        for direction, index in ((-1, 0), (1, CROP - 1)):
-            beyond = start[axis] > 0 if direction < 0 else start[axis] + CROP < shape[axis]
-            if beyond and np.take(hi, index, axis=axis).sum() >= MIN_FACE_VOXELS:
-                faces.append((axis, direction))
-    return faces
-
-
-def _seed_near_face(hi: np.ndarray, axis: int, direction: int) -> np.ndarray | None:
-    """The automatic positive point (parent crop voxels) for the neighbour across a face."""
-    from scipy.ndimage import distance_transform_edt
-
-    target = CROP - OVERLAP // 2 if direction > 0 else OVERLAP // 2 - 1
-    slab = range(CROP - OVERLAP, CROP) if direction > 0 else range(0, OVERLAP)
-    planes = sorted(slab, key=lambda i: abs(i - target))
-    for plane in planes:
-        section = np.take(hi, plane, axis=axis)
-        if section.any():
-            depth = distance_transform_edt(np.pad(section, 1))[1:-1, 1:-1]
-            r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
-            point = [r, c]
-            point.insert(axis, plane)
-            return np.array(point)
-    return None
-
-
 def _mask_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
     mask = np.asarray(mask, bool)
     if not mask.any():
@@ -526,28 +483,6 @@ def _mask_key(mask) -> tuple | None:
 
     bits = np.packbits(np.asarray(mask, bool))
     return (tuple(np.shape(mask)), hashlib.blake2b(bits.tobytes(), digest_size=16).digest())
-
-
-def _merge(pieces: list, shape) -> Prediction:
-    """Union of ``(bbox, patch)`` pieces as a Prediction over the pieces' joint bounding box.
-
-    Each piece is already cut to its crop mask's extent (:meth:`CanonicalGrid.paste`), so their
-    joint box is the mask's (at most a voxel loose where a coarse grid skips a crop plane): no
-    whole-box search for the extent, which would cost more than the union on a large object.
-    The patch is always a new array (pieces are kept for the next click and must not be shared).
-    """
-    pieces = [(b, p) for b, p in pieces if p.any()]
-    if not pieces:
-        return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), tuple(shape))
-    lo = np.min([b[:3] for b, _ in pieces], axis=0)
-    hi = np.max([b[3:] for b, _ in pieces], axis=0)
-    if len(pieces) == 1:
-        union = pieces[0][1].copy()
-    else:
-        union = np.zeros(tuple(hi - lo), bool)
-        for b, p in pieces:
-            union[b[0] - lo[0]:b[3] - lo[0], b[1] - lo[1]:b[4] - lo[1], b[2] - lo[2]:b[5] - lo[2]] |= p
-    return Prediction(tuple(int(v) for v in (*lo, *hi)), union, tuple(shape))
 
 
 def _check(cancel: CancelFlag | None) -> None:

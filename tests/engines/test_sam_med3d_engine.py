@@ -13,7 +13,8 @@ from torch import nn  # noqa: E402
 
 from napari_openmedlab.engines import Cancelled, EngineError, PromptError, Prompts  # noqa: E402
 from napari_openmedlab.engines.crop3d import CROP  # noqa: E402
-from napari_openmedlab.engines.sam_med3d import SamMed3DEngine, _seed_near_face  # noqa: E402
+from napari_openmedlab.engines.sam_med3d import SamMed3DEngine  # noqa: E402
+from napari_openmedlab.engines.sam_med3d_crops import kept_seed, seed_near_face  # noqa: E402
 from napari_openmedlab.io import Geometry, Volume, read_volume  # noqa: E402
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
@@ -299,7 +300,7 @@ def test_positive_click_outside_the_first_crop_adds_its_lattice_crop():
 def test_seed_near_face_lies_in_the_mask_inside_the_overlap():
     hi = np.zeros((CROP,) * 3, bool)
     hi[40:60, 50:70, 100:] = True  # leaves through the + face of axis 2
-    seed = _seed_near_face(hi, axis=2, direction=1)
+    seed = seed_near_face(hi, axis=2, direction=1)
     assert hi[tuple(seed)] and seed[2] == CROP - 16
     assert tuple(seed[:2]) in {(49, 59), (49, 60), (50, 59), (50, 60)}
 
@@ -434,16 +435,14 @@ def test_cache_holds_every_crop_one_click_uses():
 
 
 def test_automatic_point_stays_while_the_parent_mask_holds_it():
-    from napari_openmedlab.engines.sam_med3d import _kept_seed
-
     parent_mask = np.zeros((CROP,) * 3, bool)
     parent_mask[40:60, 50:70, 100:] = True
     parent, start = ((0, 0, 0), 2, 1), (0, 0, 96)  # the neighbour across the + face of axis 2
     seed = np.array([50, 60, 120 - 96])  # crop voxels of the neighbour; parent voxel (50, 60, 120)
     previous = (np.array([[10, 10, 10], seed]), np.array([0, 1]))  # a negative click, then the seed
-    assert np.array_equal(_kept_seed(previous, start, parent, parent_mask), seed)
+    assert np.array_equal(kept_seed(previous, start, parent, parent_mask), seed)
     parent_mask[50, 60, 120] = False  # the mask moved away from it: compute a new one
-    assert _kept_seed(previous, start, parent, parent_mask) is None
+    assert kept_seed(previous, start, parent, parent_mask) is None
     parent_mask[50, 60, 120] = True
-    assert _kept_seed((previous[0], np.array([1, 1])), start, parent, parent_mask) is None  # user's
-    assert _kept_seed(None, start, parent, parent_mask) is None
+    assert kept_seed((previous[0], np.array([1, 1])), start, parent, parent_mask) is None  # user's
+    assert kept_seed(None, start, parent, parent_mask) is None
