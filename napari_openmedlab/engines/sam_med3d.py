@@ -260,7 +260,8 @@ class SamMed3DEngine(Engine):
             kept = {start for start, prompt in todo.items()
                     if start in previous and _same_prompt(previous_prompts.get(start), prompt)}
             done = len(results)
-            _report(progress, done / (done + len(todo) + 1e-9), f"crops {done + 1}-{done + len(todo)}: image")
+            which = f"crop {done + 1}" if len(todo) == 1 else f"crops {done + 1}-{done + len(todo)}"
+            _report(progress, done / (done + len(todo) + 1e-9), f"{which}: image")
             embeddings = self._embeddings([t for t in todo if t not in kept], timings, cancel)
             _check(cancel)
             level = []
