@@ -129,6 +129,7 @@ def build_ui(w) -> None:
     w.models.model_requested.connect(w._load_model)
     w.models.weights_missing.connect(w._on_weights_missing)
     w.models.window_changed.connect(w._set_window)
+    w.models.speed_changed.connect(w.runner.settings.update)  # applied before the next click
     w.click_check.toggled.connect(lambda on: setattr(w, "click_enabled", on))
     w.negative_button.toggled.connect(w.set_negative)
     w.box_button.clicked.connect(w.activate_box_tool)

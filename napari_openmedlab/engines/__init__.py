@@ -15,12 +15,19 @@ def create_engine(
     name: str,
     checkpoint: str | os.PathLike | None = None,
     device: str = "auto",
+    *,
+    encoder: str = "fast",
+    threads: int | None = None,
 ) -> Engine:
     """Build the engine for registry model ``name``.
 
     Args:
         checkpoint: a local checkpoint file; wins over the weights cache.
         device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
+        encoder: SAM-Med3D's image encoder, ``fast`` (default) or ``reference`` (the official
+            computation op for op; masks equal the official pipeline's voxel for voxel). Other
+            models have one encoder and ignore it.
+        threads: torch threads on the CPU; ``None``/0 = the cores other processes leave free.
 
     Raises:
         UnknownModelError: ``name`` is not in the registry.
@@ -33,6 +40,10 @@ def create_engine(
 
     spec = get_spec(name)
     check_device(device)  # also for engines that ignore it: a wrong --device is never silent
+    from .sam_med3d import ENCODERS
+
+    if encoder not in ENCODERS:
+        raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {encoder!r}")
     if spec.family == "classic":
         from .seeded import SeededRegionEngine
 
@@ -43,10 +54,10 @@ def create_engine(
     if spec.family == "3d":
         from .sam_med3d import SamMed3DEngine
 
-        return SamMed3DEngine.from_checkpoint(path, device=device)
+        return SamMed3DEngine.from_checkpoint(path, device=device, encoder=encoder, threads=threads)
     from .sam2d import Sam2DEngine
 
-    return Sam2DEngine.from_checkpoint(spec, path, device=device)
+    return Sam2DEngine.from_checkpoint(spec, path, device=device, threads=threads)
 
 
 __all__ = [

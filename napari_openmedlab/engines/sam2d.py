@@ -133,8 +133,11 @@ class Sam2DEngine(Engine):
         prefetch: int = 0,
         multimask: str | bool = "auto",
         propagation: PropagationOptions | None = None,
+        threads: int | None = None,
     ) -> None:
         super().__init__()
+        from ..models.threads import ThreadPolicy
+
         self.spec = spec
         self.name = spec.name
         kind = getattr(getattr(network, "config", None), "preprocess", None) or PREPROCESS_KIND.get(spec.name)
@@ -144,6 +147,8 @@ class Sam2DEngine(Engine):
         #: config when it has one, else from the registry name
         self.kind = kind
         self.device = torch.device(device)
+        #: torch threads on the CPU, chosen before each prediction (None/0: the free cores)
+        self.thread_policy = ThreadPolicy(threads)
         self.network = network.to(self.device).eval()
         self.model_size = int(network.image_encoder.img_size)
         self.low_res_size = int(network.prompt_encoder.mask_input_size[0])
@@ -210,6 +215,17 @@ class Sam2DEngine(Engine):
     # ------------------------------------------------------------------ settings
 
     @property
+    def cpu_threads(self) -> int:
+        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
+        return self.thread_policy.fixed or 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int | None) -> None:
+        from ..models.threads import ThreadPolicy
+
+        self.thread_policy = ThreadPolicy(value)
+
+    @property
     def slice_axis(self) -> int:
         return self._slice_axis
 
@@ -270,6 +286,8 @@ class Sam2DEngine(Engine):
     def _predict(
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
+        if self.device.type == "cpu":
+            self.thread_policy.apply()
         shape = self.volume.shape
         default_axis = self.slice_axis if prompts.slice_axis is None else prompts.slice_axis
         axis, index, points_rc, labels, box = slice_prompt(prompts, default_axis, shape)
@@ -413,6 +431,8 @@ class Sam2DEngine(Engine):
         Returns a Prediction whose ``state`` holds ``axis``, ``annotated`` (slice indices) and
         ``stops`` (where and why each direction ended). Raises ``Cancelled``.
         """
+        if self.device.type == "cpu":
+            self.thread_policy.apply()
         shape = self.volume.shape
         t0 = time.perf_counter()
         if isinstance(source, Prompts):

@@ -17,16 +17,25 @@ Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-
   on the first click it is all zeros (official ``sam_model_infer``). With ``prompts.mask`` the
   first mask prompt is that mask sampled into the crop, average-pooled to 32^3 and mapped to
   logits ``MASK_LOGIT * (2 * fraction - 1)`` (an own choice: the official code has no mask input).
-  Output: logits trilinearly upsampled to 128^3, > 0 (sigmoid > 0.5), put back on the volume grid
-  by nearest neighbour.
+  Output: logits trilinearly upsampled to 128^3, ``sigmoid(x) > 0.5`` in float32 exactly as the
+  official code (:func:`official_threshold`; not ``x > 0``, which differs for 0 < x <= ~6e-8),
+  put back on the volume grid by nearest neighbour.
 * History: the engine remembers the logits after each ``predict`` (last 64 calls of the object,
   cleared by ``reset``/``set_volume``); a call whose clicks extend a remembered click list
   continues from that state (one decoder pass per crop), and a call that repeats a remembered
   list (e.g. after undo) rebuilds the remembered mask from its logits without running the
   network. So the mask depends only on the click sequence.
 
-Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops); a click in an
-already encoded crop runs only the prompt encoder and the decoder.
+Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops, default 64 =
+50 MB, never fewer than the 1 + ``max_extra_crops`` crops one click can use); a click in an
+already encoded region runs only the prompt encoder and the decoder. New crops of one
+breadth-first level are encoded together (``encoder_batch``).
+
+Next clicks: a crop whose own prompts (its clicks, and its automatic point) are the same as in
+the state the click continues from keeps that state's logits and mask: no decoder pass. An
+extension crop's automatic point stays where it was as long as the parent crop's mask still
+holds it. So a click in one region re-runs the decoder for the crops holding it (and for
+neighbours whose automatic point had to move), not for every crop of the object.
 
 Multi-crop extension (objects larger than one crop, 192 mm):
 
@@ -43,7 +52,7 @@ Multi-crop extension (objects larger than one crop, 192 mm):
   at least 16 voxels inside it).
 * At most ``max_extra_crops`` (8) crops are added to the first one (click crops first, then
   extensions, breadth first); the masks of all crops are merged by union (equivalently,
-  per-voxel max of the logits > 0). Each crop keeps its own low-res logits as its next mask
+  per-voxel max of the thresholded logits). Each crop keeps its own low-res logits as its next mask
   prompt; a crop run for the first time starts from the all-zero mask prompt.
 """
 
@@ -58,9 +67,12 @@ import numpy as np
 from ..io.volume import Volume
 from .base import CancelFlag, Cancelled, Engine, EngineError, Prediction, ProgressCallback, Prompts
 from .crop3d import CROP, SPACING, CanonicalGrid
+from .sam_med3d_crops import OVERLAP, kept_seed, merge_pieces, seed_near_face, touched_faces
 
-OVERLAP = 32
-MIN_FACE_VOXELS = 4
+#: default number of cached crop embeddings (0.79 MB each: 50 MB)
+CACHE_SIZE = 64
+#: image encoder choices: ``fast`` (default) and ``reference`` (the official computation)
+ENCODERS = ("fast", "reference")
 MASK_LOGIT = 8.0
 _HISTORY = 64
 
@@ -74,32 +86,88 @@ class SamMed3DEngine(Engine):
             or medim's ``SAM-Med3D``).
         device: ``auto`` (CUDA, then MPS, then CPU), ``cuda``, ``mps``, ``cpu`` or a torch.device.
         amp: float16 autocast on CUDA (off by default; ignored elsewhere).
-        cache_size: number of crop embeddings kept.
+        cache_size: number of crop embeddings kept (at least every crop one click can use,
+            ``1 + max_extra_crops``); one embedding is 384 x 8^3 float32 = 0.79 MB, so the
+            default 64 bounds the cache at 50 MB.
         max_extra_crops: crops added to the first one for large objects (0 disables extension).
+        encoder: ``"fast"`` (default: the exact padding-free attention, equal to the official
+            encoder to float32 rounding, ~1e-6) or ``"reference"`` (the official computation, op
+            for op: every mask equals the official pipeline's voxel for voxel). Only our
+            :class:`~napari_openmedlab.models.sam_med3d.Sam3D` has both; another network is
+            run as it is.
+        encoder_batch: new crops encoded together in one encoder call (the extension crops
+            of one breadth-first level; a click's first crop is alone in its level).
+        threads: torch threads for a click; ``None``/0 = the cores other processes leave free,
+            looked at before each click (:class:`~napari_openmedlab.models.threads.ThreadPolicy`).
     """
 
     name = "sam-med3d-turbo"
     supports_boxes = False
 
-    def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = 8,
-                 max_extra_crops: int = 8) -> None:
+    def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = CACHE_SIZE,
+                 max_extra_crops: int = 8, encoder: str = "fast", threads: int | None = None,
+                 encoder_batch: int = 4) -> None:
         super().__init__()
         import torch
 
         from ..models.device import resolve_device
+        from ..models.threads import ThreadPolicy
 
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.to(self.device).eval()
+        self._cache: OrderedDict = OrderedDict()
+        self._history: list[dict] = []
+        self.encoder = encoder
+        self.thread_policy = ThreadPolicy(threads)
         self.amp = bool(amp) and self.device.type == "cuda"
-        self.cache_size = max(1, int(cache_size))
         self.max_extra_crops = max(0, int(max_extra_crops))
+        self.cache_size = int(cache_size)
         #: volume-voxel box ``(lo, hi)`` the first crop is centred on instead of the first click
         #: (the official validation centres on the label's bounding box); None = the first click.
         self.first_crop_box: tuple | None = None
+        #: crops encoded together (one encoder call) when a click extends to several new crops
+        self.encoder_batch = int(encoder_batch)
         self.encoder_calls = 0
+        self.encoder_batches = 0
         self._grid: CanonicalGrid | None = None
-        self._cache: OrderedDict = OrderedDict()
-        self._history: list[dict] = []
+        #: the last prediction's crops: start -> (logits, 128^3 mask, piece on the volume grid)
+        self._last_masks: dict[tuple, tuple] = {}
+
+    @property
+    def encoder(self) -> str:
+        """``"fast"`` or ``"reference"``; changing it drops the cached embeddings and history."""
+        return self._encoder
+
+    @encoder.setter
+    def encoder(self, value: str) -> None:
+        if value not in ENCODERS:
+            raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {value!r}")
+        if getattr(self, "_encoder", value) != value:
+            self._cache.clear()
+            self._history = []
+        self._encoder = value
+        if hasattr(self.model, "fast_encoder"):
+            self.model.fast_encoder = value == "fast"
+
+    @property
+    def cpu_threads(self) -> int:
+        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
+        return self.thread_policy.fixed or 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int | None) -> None:
+        from ..models.threads import ThreadPolicy
+
+        self.thread_policy = ThreadPolicy(value)
+
+    @property
+    def cache_size(self) -> int:
+        """Crop embeddings kept; never fewer than the crops one click may use."""
+        return max(self._cache_size, 1 + self.max_extra_crops)
+
+    @cache_size.setter
+    def cache_size(self, value: int) -> None:
+        self._cache_size = max(1, int(value))
 
     @classmethod
     def from_checkpoint(cls, path: str | os.PathLike, device="auto", **kwargs) -> SamMed3DEngine:
@@ -114,6 +182,7 @@ class SamMed3DEngine(Engine):
     def _set_volume(self, volume: Volume, progress: ProgressCallback | None) -> None:
         self._grid = CanonicalGrid.from_geometry(volume.geometry, volume.shape, SPACING)
         self._cache.clear()
+        self._last_masks = {}
         if progress is not None:
             progress(1.0, "volume ready")
 
@@ -129,6 +198,8 @@ class SamMed3DEngine(Engine):
     def _predict(self, prompts: Prompts, progress: ProgressCallback | None,
                  cancel: CancelFlag | None) -> Prediction:
         t_start = time.perf_counter()
+        if self.device.type == "cpu":
+            self.thread_policy.apply()
         timings = {"preprocess": 0.0, "encoder": 0.0, "decoder": 0.0, "postprocess": 0.0}
         grid = self.grid
         points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
@@ -137,7 +208,7 @@ class SamMed3DEngine(Engine):
         mask_key = _mask_key(prompts.mask)
         base, exact = self._recall(prompts, mask_key)
         if exact is not None:  # e.g. after an undo: the remembered logits, no network call
-            results = {start: (lg, self._upsample(lg)) for start, lg in exact["logits"].items()}
+            results = {start: (lg, self._crop_mask(start, lg)) for start, lg in exact["logits"].items()}
             return self._finish(results, exact["first"], None, timings, t_start, progress)
         if base is not None:
             first = base["first"]
@@ -149,6 +220,7 @@ class SamMed3DEngine(Engine):
         else:
             first = grid.crop_start(points[0], points[0] + 1)
         previous = base["logits"] if base is not None else {}
+        previous_prompts = base["crop_prompts"] if base is not None else {}
 
         stride = CROP - OVERLAP
         queue: list[tuple[tuple, tuple | None]] = [(first, None)]
@@ -158,42 +230,70 @@ class SamMed3DEngine(Engine):
                 k = np.round((p - CROP // 2 - origin) / stride).astype(int)
                 queue.append((tuple(int(v) for v in origin + k * stride), None))
         results: dict[tuple, tuple] = {}
+        crop_prompts: dict[tuple, tuple] = {}
         budget = 1 + self.max_extra_crops
-        while queue and len(results) < budget:
-            start, parent = queue.pop(0)
-            if start in results:
-                continue
+        level = queue  # breadth first: a level's crops only need the previous levels' masks
+        while level and len(results) < budget:
             _check(cancel)
-            inside = np.all((points >= start) & (points < np.asarray(start) + CROP), axis=1)
-            crop_pts = points[inside] - np.asarray(start)
-            crop_labels = labels[inside]
-            if parent is not None and not (crop_labels == 1).any():
-                seed = _seed_near_face(results[parent[0]][1], parent[1], parent[2])
-                if seed is None:
+            todo: dict[tuple, tuple] = {}  # start -> (points, labels) in crop voxels
+            for start, parent in level:
+                if start in results or start in todo:
                     continue
-                seed = seed + np.asarray(parent[0]) - np.asarray(start)
-                crop_pts = np.vstack([crop_pts, seed[None]])
-                crop_labels = np.append(crop_labels, 1)
-            _report(progress, len(results) / (len(results) + 1), f"crop {len(results) + 1}: image")
-            embedding = self._embedding(start, timings, cancel)
+                inside = np.all((points >= start) & (points < np.asarray(start) + CROP), axis=1)
+                crop_pts = points[inside] - np.asarray(start)
+                crop_labels = labels[inside]
+                if parent is not None and not (crop_labels == 1).any():
+                    # the automatic point stays where it was while the parent's mask still holds
+                    # it, so a click elsewhere does not move it (nor re-run this crop)
+                    seed = kept_seed(previous_prompts.get(start), start, parent, results[parent[0]][1])
+                    if seed is None:
+                        seed = seed_near_face(results[parent[0]][1], parent[1], parent[2])
+                        if seed is None:
+                            continue
+                        seed = seed + np.asarray(parent[0]) - np.asarray(start)
+                    crop_pts = np.vstack([crop_pts, seed[None]])
+                    crop_labels = np.append(crop_labels, 1)
+                todo[start] = (crop_pts, crop_labels)
+            todo = dict(list(todo.items())[: budget - len(results)])
+            # a crop whose own clicks did not change keeps its mask: no decoder run, no drift
+            # (a repeated decoder pass with the same clicks would still move the mask a little)
+            kept = {start for start, prompt in todo.items()
+                    if start in previous and _same_prompt(previous_prompts.get(start), prompt)}
+            done = len(results)
+            which = f"crop {done + 1}" if len(todo) == 1 else f"crops {done + 1}-{done + len(todo)}"
+            _report(progress, done / (done + len(todo) + 1e-9), f"{which}: image")
+            embeddings = self._embeddings([t for t in todo if t not in kept], timings, cancel)
             _check(cancel)
-            _report(progress, (len(results) + 0.8) / (len(results) + 1), f"crop {len(results) + 1}: mask")
-            mask_prompt = previous.get(start)
-            if mask_prompt is None and prompts.mask is not None:
-                mask_prompt = self._mask_prompt(prompts.mask, start)
-            logits, hi = self._decode(embedding, crop_pts, crop_labels, mask_prompt, timings)
-            results[start] = (logits, hi)
-            for axis, direction in _touched_faces(hi, start, grid.shape):
-                neighbour = list(start)
-                neighbour[axis] += direction * stride
-                queue.append((tuple(neighbour), (start, axis, direction)))
+            level = []
+            for start, (crop_pts, crop_labels) in todo.items():
+                crop_prompts[start] = (crop_pts, crop_labels)
+                if start in kept:
+                    results[start] = (previous[start], self._crop_mask(start, previous[start]))
+                else:
+                    mask_prompt = previous.get(start)
+                    if mask_prompt is None and prompts.mask is not None:
+                        mask_prompt = self._mask_prompt(prompts.mask, start)
+                    results[start] = self._decode(embeddings[start], crop_pts, crop_labels,
+                                                  mask_prompt, timings)
+                hi = results[start][1]
+                for axis, direction in touched_faces(hi, start, grid.shape):
+                    neighbour = list(start)
+                    neighbour[axis] += direction * stride
+                    level.append((tuple(neighbour), (start, axis, direction)))
 
-        return self._finish(results, first, (prompts, mask_key), timings, t_start, progress)
+        return self._finish(results, first, (prompts, mask_key, crop_prompts), timings, t_start,
+                            progress)
 
     def _finish(self, results, first, remember, timings, t_start, progress) -> Prediction:
         t0 = time.perf_counter()
-        pieces = [self.grid.paste(hi, start) for start, (_, hi) in results.items() if hi.any()]
-        prediction = _merge([p for p in pieces if p is not None], self.volume.shape)
+        last, self._last_masks = self._last_masks, {}
+        for start, (logits, hi) in results.items():  # a crop mask already on the grid is reused
+            known = last.get(start)
+            piece = known[2] if known is not None and known[0] is logits else (
+                self.grid.paste(hi, start) if hi.any() else None)
+            self._last_masks[start] = (logits, hi, piece)
+        pieces = [v[2] for v in self._last_masks.values() if v[2] is not None]
+        prediction = merge_pieces(pieces, self.volume.shape)
         timings["postprocess"] += time.perf_counter() - t0
         logits_by_crop = {start: logits for start, (logits, _) in results.items()}
         prediction.state = {
@@ -210,28 +310,49 @@ class SamMed3DEngine(Engine):
         return prediction
 
     # --- steps --------------------------------------------------------------------------------
-    def _embedding(self, start: tuple, timings: dict, cancel: CancelFlag | None):
+    def _crop_mask(self, start: tuple, logits) -> np.ndarray:
+        """The 128^3 mask of ``logits``; the one of the last prediction when it is the same."""
+        known = self._last_masks.get(start)
+        if known is not None and known[0] is logits:
+            return known[1]
+        return self._upsample(logits)
+
+    def _embeddings(self, starts: list, timings: dict, cancel: CancelFlag | None) -> dict:
+        """The embeddings of the crops at ``starts``: cached ones reused, the others encoded in
+        batches of :attr:`encoder_batch` (one encoder call per batch; each crop's embedding
+        is the one it gets alone, batching changes no bit). All of them stay in the cache."""
         import torch
 
-        if start in self._cache:
-            self._cache.move_to_end(start)
-            return self._cache[start]
-        t0 = time.perf_counter()
-        crop = self.grid.extract(self.volume.array, self.volume.geometry, start)
-        tensor = zscore_positive(torch.from_numpy(crop).to(self.device))[None, None]
-        timings["preprocess"] += time.perf_counter() - t0
-        _check(cancel)
-        t0 = time.perf_counter()
-        with torch.inference_mode(), self._autocast():
-            embedding = self.model.image_encoder(tensor).float()
-        if self.device.type == "cuda":
-            torch.cuda.synchronize(self.device)
-        timings["encoder"] += time.perf_counter() - t0
-        self.encoder_calls += 1
-        self._cache[start] = embedding
+        out = {}
+        missing = []
+        for start in starts:
+            if start in self._cache:
+                self._cache.move_to_end(start)
+                out[start] = self._cache[start]
+            else:
+                missing.append(start)
+        for i in range(0, len(missing), max(1, self.encoder_batch)):
+            batch = missing[i:i + max(1, self.encoder_batch)]
+            t0 = time.perf_counter()
+            crops = [zscore_positive(torch.from_numpy(
+                self.grid.extract(self.volume.array, self.volume.geometry, start)).to(self.device))
+                for start in batch]
+            tensor = torch.stack(crops)[:, None]
+            timings["preprocess"] += time.perf_counter() - t0
+            _check(cancel)
+            t0 = time.perf_counter()
+            with torch.inference_mode(), self._autocast():
+                embedding = self.model.image_encoder(tensor).float()
+            if self.device.type == "cuda":
+                torch.cuda.synchronize(self.device)
+            timings["encoder"] += time.perf_counter() - t0
+            self.encoder_calls += len(batch)
+            self.encoder_batches += 1
+            for k, start in enumerate(batch):
+                out[start] = self._cache[start] = embedding[k:k + 1]
         while len(self._cache) > self.cache_size:
             self._cache.popitem(last=False)
-        return embedding
+        return out
 
     def _decode(self, embedding, points, labels, mask_prompt, timings):
         import torch
@@ -260,13 +381,14 @@ class SamMed3DEngine(Engine):
 
     @staticmethod
     def _upsample(logits) -> np.ndarray:
-        """Low-res logits -> the 128^3 crop mask: trilinear, sigmoid > 0.5 (logits > 0)."""
+        """Low-res logits -> the 128^3 crop mask: trilinear, then ``sigmoid(x) > 0.5`` in float32."""
         import torch
         import torch.nn.functional as F
 
         with torch.inference_mode():
-            up = F.interpolate(logits, size=(CROP,) * 3, mode="trilinear", align_corners=False)
-            return (up[0, 0] > 0).cpu().numpy()
+            up = F.interpolate(logits.float(), size=(CROP,) * 3, mode="trilinear",
+                               align_corners=False)
+            return official_threshold(up)[0, 0].cpu().numpy()
 
     def _mask_prompt(self, mask: np.ndarray, start: tuple):
         import torch
@@ -303,12 +425,28 @@ class SamMed3DEngine(Engine):
                 best = entry
         return best, None
 
-    def _remember(self, prompts: Prompts, mask_key, first, logits) -> None:
+    def _remember(self, prompts: Prompts, mask_key, crop_prompts, first, logits) -> None:
         self._history.append({
             "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": mask_key,
-            "first": first, "logits": logits,
+            "first": first, "logits": logits, "crop_prompts": crop_prompts,
         })
         del self._history[:-_HISTORY]
+
+
+def _same_prompt(a: tuple | None, b: tuple) -> bool:
+    return a is not None and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
+
+
+def official_threshold(logits):
+    """The official SAM-Med3D mask rule: ``torch.sigmoid(logits) > 0.5`` on float32 logits.
+
+    Not the same as ``logits > 0``: for 0 < x <= ~6e-8 the float32 sigmoid rounds to exactly
+    0.5, so the official code leaves such a voxel out. One voxel decides where the next simulated
+    click lands, so every mask taken from SAM-Med3D logits goes through this function.
+    """
+    import torch
+
+    return torch.sigmoid(logits.float()) > 0.5
 
 
 def zscore_positive(tensor):
@@ -324,34 +462,6 @@ def zscore_positive(tensor):
     mean, std = values.mean(), values.std()
     out = tensor - mean
     return out / std if float(std) > 0 else out
-
-
-def _touched_faces(hi: np.ndarray, start, shape) -> list[tuple[int, int]]:
-    faces = []
-    for axis in range(3):
-        for direction, index in ((-1, 0), (1, CROP - 1)):
-            beyond = start[axis] > 0 if direction < 0 else start[axis] + CROP < shape[axis]
-            if beyond and np.take(hi, index, axis=axis).sum() >= MIN_FACE_VOXELS:
-                faces.append((axis, direction))
-    return faces
-
-
-def _seed_near_face(hi: np.ndarray, axis: int, direction: int) -> np.ndarray | None:
-    """The automatic positive point (parent crop voxels) for the neighbour across a face."""
-    from scipy.ndimage import distance_transform_edt
-
-    target = CROP - OVERLAP // 2 if direction > 0 else OVERLAP // 2 - 1
-    slab = range(CROP - OVERLAP, CROP) if direction > 0 else range(0, OVERLAP)
-    planes = sorted(slab, key=lambda i: abs(i - target))
-    for plane in planes:
-        section = np.take(hi, plane, axis=axis)
-        if section.any():
-            depth = distance_transform_edt(np.pad(section, 1))[1:-1, 1:-1]
-            r, c = np.unravel_index(int(np.argmax(depth)), depth.shape)
-            point = [r, c]
-            point.insert(axis, plane)
-            return np.array(point)
-    return None
 
 
 def _mask_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
@@ -374,24 +484,6 @@ def _mask_key(mask) -> tuple | None:
 
     bits = np.packbits(np.asarray(mask, bool))
     return (tuple(np.shape(mask)), hashlib.blake2b(bits.tobytes(), digest_size=16).digest())
-
-
-def _merge(pieces: list, shape) -> Prediction:
-    """Union of ``(bbox, patch)`` pieces as a Prediction trimmed to its bounding box."""
-    pieces = [(b, p) for b, p in pieces if p.any()]
-    if not pieces:
-        return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), tuple(shape))
-    lo = np.min([b[:3] for b, _ in pieces], axis=0)
-    hi = np.max([b[3:] for b, _ in pieces], axis=0)
-    if len(pieces) == 1:
-        union = pieces[0][1]
-    else:
-        union = np.zeros(tuple(hi - lo), bool)
-        for b, p in pieces:
-            union[b[0] - lo[0]:b[3] - lo[0], b[1] - lo[1]:b[4] - lo[1], b[2] - lo[2]:b[5] - lo[2]] |= p
-    trimmed = Prediction.from_mask(union)
-    bbox = tuple(int(v) for v in (*(lo + trimmed.bbox[:3]), *(lo + trimmed.bbox[3:])))
-    return Prediction(bbox, trimmed.patch, tuple(shape))
 
 
 def _check(cancel: CancelFlag | None) -> None:

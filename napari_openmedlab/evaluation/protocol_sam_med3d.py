@@ -31,12 +31,15 @@ Differences that remain (and why):
 * **Label grid.** The official code resamples the image and the label map each from its own
   grid; here the label map is first put on the image grid (``io.resample_labels_to``) when the
   two differ, so cases like the flipped DICOM segmentation work at all.
-* **The engine's own crop.** The protocol hands the engine the 128^3 crop as its volume, in the
-  image's own units (HU for CT), padded with 0 as TorchIO pads it; intensity normalisation
-  (``tio.ZNormalization`` over voxels > 0) is the engine's. ``SamMed3DEngine`` centres its
-  128^3 crop on the first click, so its encoder sees this crop shifted by (click - 64) voxels
-  (zero outside), not the crop itself; matching the official encoder input exactly needs an
-  engine option to take the whole given volume as its crop (not there yet).
+* **None in the masks.** The protocol hands the engine the 128^3 crop as its volume (in the
+  image's own units, padded with 0 as TorchIO pads it) and makes it the engine's one crop
+  (``first_crop_box``, no extension); the engine z-normalises it and thresholds
+  ``sigmoid(logits) > 0.5`` in float32 as the official code does. With ``encoder="reference"``
+  every click's crop mask equals the official pipeline's voxel for voxel and the Dice equals the
+  official Dice to 1e-6 (``tests/evaluation/test_official_exactness.py`` runs the official steps
+  with TorchIO and medim side by side). With the default ``fast`` encoder the embedding differs
+  by float32 rounding (~1e-6), which can move a voxel whose logit is within ~1e-6 of 0: a few
+  voxels at most on the first click, after which the random clicks may land elsewhere.
 * **Metrics** are computed per class on that class's own prediction on the original grid, after
   each click; the official script writes one label map in which a later class overwrites an
   earlier one where they overlap, and scores only after the last click.

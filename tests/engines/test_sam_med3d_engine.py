@@ -13,7 +13,8 @@ from torch import nn  # noqa: E402
 
 from napari_openmedlab.engines import Cancelled, EngineError, PromptError, Prompts  # noqa: E402
 from napari_openmedlab.engines.crop3d import CROP  # noqa: E402
-from napari_openmedlab.engines.sam_med3d import SamMed3DEngine, _seed_near_face  # noqa: E402
+from napari_openmedlab.engines.sam_med3d import SamMed3DEngine  # noqa: E402
+from napari_openmedlab.engines.sam_med3d_crops import kept_seed, seed_near_face  # noqa: E402
 from napari_openmedlab.io import Geometry, Volume, read_volume  # noqa: E402
 
 DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
@@ -299,7 +300,7 @@ def test_positive_click_outside_the_first_crop_adds_its_lattice_crop():
 def test_seed_near_face_lies_in_the_mask_inside_the_overlap():
     hi = np.zeros((CROP,) * 3, bool)
     hi[40:60, 50:70, 100:] = True  # leaves through the + face of axis 2
-    seed = _seed_near_face(hi, axis=2, direction=1)
+    seed = seed_near_face(hi, axis=2, direction=1)
     assert hi[tuple(seed)] and seed[2] == CROP - 16
     assert tuple(seed[:2]) in {(49, 59), (49, 60), (50, 59), (50, 60)}
 
@@ -369,3 +370,79 @@ def test_preprocessing_equals_the_official_torchio_steps(ct_volume, where, tmp_p
     assert diff.max() <= 1.001 * one_hu + 1e-4
     assert (diff > 1e-3).mean() < 1e-3
     assert any((our_point == p).all() for p in official_points)
+
+
+# --- the official mask rule -------------------------------------------------------------------
+def test_mask_rule_is_the_official_float32_sigmoid_not_the_sign():
+    """sigmoid(x) rounds to exactly 0.5 for 0 < x <= ~6e-8: the official mask leaves those out."""
+    from napari_openmedlab.engines.sam_med3d import official_threshold
+
+    x = torch.tensor([-1e-3, 0.0, 1e-8, 5e-8, 1e-6, 2.0])
+    assert official_threshold(x).tolist() == [False, False, False, False, True, True]
+    tiny = torch.full((1, 1, 32, 32, 32), 3e-8)
+    assert not SamMed3DEngine._upsample(tiny).any()  # `logits > 0` would fill the crop
+    assert SamMed3DEngine._upsample(tiny * 100).all()
+
+
+def test_encoder_choice_reaches_the_network_and_drops_stale_embeddings():
+    models = pytest.importorskip("napari_openmedlab.models.sam_med3d")
+    cfg = models.SamMed3DConfig(encoder_embed_dim=16, encoder_depth=1, encoder_num_heads=1,
+                                encoder_global_attn_indexes=(0,), prompt_embed_dim=48,
+                                decoder_mlp_dim=64, iou_head_hidden_dim=16)
+    engine = SamMed3DEngine(models.build_sam_med3d(cfg), "cpu", max_extra_crops=0)
+    assert engine.encoder == "fast" and engine.model.fast_encoder
+    engine.set_volume(_blob_volume())
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    engine.encoder = "reference"
+    assert not engine.model.fast_encoder and not engine._cache
+    engine.predict(Prompts([[20, 50, 45]], [1]))
+    assert engine.encoder_calls == 2
+    with pytest.raises(ValueError, match="encoder"):
+        SamMed3DEngine(FakeSam3D(), "cpu", encoder="turbo")
+
+
+def test_batched_extension_crops_give_the_same_masks():
+    volume, _ = _rod_volume()
+    masks = []
+    for batch in (1, 4):
+        engine = _engine(encoder_batch=batch)
+        engine.set_volume(volume)
+        masks.append(engine.predict(Prompts([[150, 24, 24]], [1])).to_mask())
+    assert np.array_equal(*masks)
+
+
+def test_cache_holds_every_crop_one_click_uses():
+    engine = _engine(cache_size=2)  # asked for less than one click's crops
+    assert engine.cache_size == 1 + engine.max_extra_crops
+    volume, _ = _rod_volume()
+    engine.set_volume(volume)
+    first = engine.predict(Prompts([[150, 24, 24]], [1]))
+    calls = engine.encoder_calls
+    assert calls == len(first.state["crops"]) >= 3
+    # the first crop alone, then each breadth-first level of extension crops in one batch
+    assert engine.encoder_batches < calls
+    decoded = engine.model.mask_decoder.calls
+    second = engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]))  # same region again
+    assert engine.encoder_calls == calls
+    # only the crops holding the new click run the decoder; the others keep their masks
+    grid = engine.grid
+    new = grid.grid_voxel([[152, 24, 30]])[0]
+    holding = [s for s in second.state["crops"]
+               if np.all((new >= np.asarray(s)) & (new < np.asarray(s) + CROP))]
+    assert engine.model.mask_decoder.calls - decoded == len(holding) < len(second.state["crops"])
+    for start in set(first.state["crops"]) - set(holding):
+        assert second.state["logits_by_crop"][start] is first.state["logits_by_crop"][start]
+
+
+def test_automatic_point_stays_while_the_parent_mask_holds_it():
+    parent_mask = np.zeros((CROP,) * 3, bool)
+    parent_mask[40:60, 50:70, 100:] = True
+    parent, start = ((0, 0, 0), 2, 1), (0, 0, 96)  # the neighbour across the + face of axis 2
+    seed = np.array([50, 60, 120 - 96])  # crop voxels of the neighbour; parent voxel (50, 60, 120)
+    previous = (np.array([[10, 10, 10], seed]), np.array([0, 1]))  # a negative click, then the seed
+    assert np.array_equal(kept_seed(previous, start, parent, parent_mask), seed)
+    parent_mask[50, 60, 120] = False  # the mask moved away from it: compute a new one
+    assert kept_seed(previous, start, parent, parent_mask) is None
+    parent_mask[50, 60, 120] = True
+    assert kept_seed((previous[0], np.array([1, 1])), start, parent, parent_mask) is None  # user's
+    assert kept_seed(None, start, parent, parent_mask) is None

@@ -192,3 +192,31 @@ def test_eval_with_no_object_fails_clearly(tmp_path, capsys):
     code = main(["eval", str(image), str(labels), "--model", "seeded-region", "--clicks", "2",
                  "--out", str(tmp_path / "r.csv")])
     assert code == 1 and "no object to evaluate" in capsys.readouterr().err
+
+
+def test_encoder_and_threads_reach_the_engine(tmp_path, monkeypatch, capsys):
+    """``--encoder``/``--threads`` on eval and segment go to create_engine; bad values are refused."""
+    import napari_openmedlab.engines as engines
+
+    seen = []
+    real = engines.create_engine
+
+    def recording(name, checkpoint=None, device="auto", **kwargs):
+        seen.append(kwargs)
+        return real(name, checkpoint, device, **kwargs)
+
+    monkeypatch.setattr(engines, "create_engine", recording)
+    image, labels = synthetic_case()
+    write_volume(image, tmp_path / "img.nii.gz")
+    write_volume(labels, tmp_path / "lab.nii.gz", labels=True)
+    assert main(["eval", str(tmp_path / "img.nii.gz"), str(tmp_path / "lab.nii.gz"),
+                 "--model", "seeded-region", "--clicks", "1", "--encoder", "reference",
+                 "--threads", "1", "--quiet", "--out", str(tmp_path / "r.csv")]) == 0
+    assert main(["segment", str(tmp_path / "img.nii.gz"), "--model", "seeded-region",
+                 "--point", "5,10,10", "--out", str(tmp_path / "m.nii.gz")]) == 0
+    assert seen == [{"encoder": "reference", "threads": 1}, {"encoder": "fast", "threads": 0}]
+    for bad in (["--encoder", "turbo"], ["--threads", "-2"]):
+        with pytest.raises(SystemExit):
+            main(["segment", str(tmp_path / "img.nii.gz"), "--model", "seeded-region",
+                  "--point", "5,10,10", "--out", str(tmp_path / "m.nii.gz"), *bad])
+    assert "threads is 0 (automatic)" in capsys.readouterr().err

@@ -150,3 +150,21 @@ def test_widget_opens_from_the_plugin_manifest(make_napari_viewer):
         widget.models.model_combo.itemText(i) for i in range(widget.models.model_combo.count())
     ]
     widget.runner.wait_idle(10)
+
+
+def test_encoder_and_threads_settings_reach_the_engine(make_widget):
+    """The model panel's encoder/threads become engine settings applied before the next click."""
+    from napari_openmedlab._widgets.worker import apply_settings
+    from napari_openmedlab.engines.sam_med3d import SamMed3DEngine
+    from tests.engines.test_sam_med3d_engine import FakeSam3D
+
+    viewer, w = make_widget()
+    panel = w.models
+    assert not panel.encoder_combo.isVisibleTo(panel)  # the weight-free engine has no encoder
+    assert panel.speed == {"encoder": "fast", "cpu_threads": 0}
+    panel.encoder_combo.setCurrentText("reference")
+    panel.threads_spin.setValue(1)
+    assert w.runner.settings["encoder"] == "reference" and w.runner.settings["cpu_threads"] == 1
+    engine = SamMed3DEngine(FakeSam3D(), "cpu")
+    apply_settings(engine, w.runner.settings)
+    assert engine.encoder == "reference" and engine.cpu_threads == 1

@@ -11,8 +11,9 @@ Typical interactive use (what official inference does per click)::
 ``coords`` ``(B, N, 3)`` hold ALL clicks so far (official inference accumulates
 them) as voxel indices along axes 2, 3, 4 of ``crop``; ``labels`` ``(B, N)`` are
 1 (positive) / 0 (negative). ``logits`` are ``(B, 1, 32, 32, 32)``; upsample
-them trilinearly (``align_corners=False``) to 128^3 and threshold at 0 (i.e.
-sigmoid > 0.5) to obtain the mask.
+them trilinearly (``align_corners=False``) to 128^3 and take ``torch.sigmoid(x) > 0.5`` in
+float32 to obtain the mask, as the official code does (not ``x > 0``: for 0 < x <= ~6e-8 the
+sigmoid rounds to 0.5; see ``engines.sam_med3d.official_threshold``).
 """
 
 from __future__ import annotations
