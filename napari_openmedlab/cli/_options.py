@@ -1,4 +1,4 @@
-"""Options shared by the commands that run a model (``segment``, ``eval``)."""
+"""Options shared by the commands that run a model (``segment``, ``eval``, ``annotate``)."""
 
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from ._options import add_speed_options
+
 
 def add_parser(subparsers) -> None:
     p = subparsers.add_parser("annotate", help="replay annotation requests (JSON) into a structure set")
@@ -25,6 +27,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", help="registry name for point/box requests (see `openmedlab info`)")
     p.add_argument("--checkpoint", help="local checkpoint file (wins over the weights cache)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    add_speed_options(p)
     start = p.add_mutually_exclusive_group()
     start.add_argument("--structures", help="start from this structure set (.omlss)")
     start.add_argument("--labels", help="start from a label map on the image grid (one structure per label)")
@@ -74,7 +77,8 @@ def run(args) -> int:
         if args.model:
             from ..engines import create_engine
 
-            engine = create_engine(args.model, args.checkpoint, args.device)
+            engine = create_engine(args.model, args.checkpoint, args.device,
+                                   encoder=args.encoder, threads=args.threads)
         session = AnnotationSession(volume, structures, engine, exclude_locked=not args.keep_locked_voxels)
         for i, request in enumerate(requests, 1):
             if engine is None and request.type in ("point", "box"):
