@@ -45,6 +45,7 @@ EPS = 1e-9  # exact ties (a voxel centre on the ellipsoid) count as inside
 _TAU = 1e-4  # float32 values this close to the threshold are decided again in float64
 _BIG = np.float32(4.0)  # "far": any value above 1 behaves the same
 _SLAB = 16  # output slices per slab along array axis 0
+_TILE = 40  # output rows and columns per tile across axes 1 and 2
 _ALIGNED_TOL = 1e-4  # direction cosines this close to 0 or +-1 count as axis-aligned
 
 
@@ -167,27 +168,43 @@ def _min_plus(d: np.ndarray, axis: int, f_pos: np.ndarray, f_neg: np.ndarray) ->
 
 
 def _reached(src: np.ndarray, kernels) -> np.ndarray:
-    """Voxels of ``src``'s box reached from a True voxel of ``src`` (the definition above)."""
+    """Voxels of ``src``'s box reached from a True voxel of ``src`` (the definition above).
+
+    The box is cut into slabs along axis 0 and tiles across axes 1 and 2, each read with the
+    halo the kernel needs; a tile whose halo holds only True (or only False) voxels is copied, so
+    the passes run only near the structure's surface and on pieces that fit the CPU cache.
+    """
     out = np.zeros(src.shape, dtype=bool)
     (fz_pos, fz_neg), (fy_pos, fy_neg), (fx_pos, fx_neg) = kernels
-    n0 = src.shape[0]
+    n0, n1, n2 = src.shape
     band = []
     for c0 in range(0, n0, _SLAB):
         c1 = min(n0, c0 + _SLAB)
         a0, a1 = max(0, c0 - len(fz_pos)), min(n0, c1 + len(fz_neg))
         slab = src[a0:a1]
-        if not slab.any():
+        seen, full = slab.any(axis=0), slab.all(axis=0)
+        if not seen.any():
             continue
-        d = np.where(slab, np.float32(0), _BIG)
-        d = _min_plus(d, 2, fx_pos, fx_neg)
-        d = _min_plus(d, 1, fy_pos, fy_neg)
-        d = _min_plus(d, 0, fz_pos, fz_neg)[c0 - a0 : c1 - a0]
-        out[c0:c1] = d <= 1 - _TAU
-        near = (d > 1 - _TAU) & (d <= 1 + _TAU)
-        if near.any():
-            idx = np.argwhere(near)
-            idx[:, 0] += c0
-            band.append(idx)
+        for t1 in range(0, n1, _TILE):
+            u1 = min(n1, t1 + _TILE)
+            b1, e1 = max(0, t1 - len(fy_pos)), min(n1, u1 + len(fy_neg))
+            for t2 in range(0, n2, _TILE):
+                u2 = min(n2, t2 + _TILE)
+                b2, e2 = max(0, t2 - len(fx_pos)), min(n2, u2 + len(fx_neg))
+                if not seen[b1:e1, b2:e2].any():
+                    continue
+                if full[b1:e1, b2:e2].all():
+                    out[c0:c1, t1:u1, t2:u2] = True
+                    continue
+                d = np.where(slab[:, b1:e1, b2:e2], np.float32(0), _BIG)
+                # each pass drops the halo it consumed, so the next one runs on less
+                d = _min_plus(d, 2, fx_pos, fx_neg)[:, :, t2 - b2 : u2 - b2]
+                d = _min_plus(d, 1, fy_pos, fy_neg)[:, t1 - b1 : u1 - b1]
+                d = _min_plus(d, 0, fz_pos, fz_neg)[c0 - a0 : c1 - a0]
+                out[c0:c1, t1:u1, t2:u2] = d <= 1 - _TAU
+                near = (d > 1 - _TAU) & (d <= 1 + _TAU)
+                if near.any():
+                    band.append(np.argwhere(near) + np.array([c0, t1, t2]))
     if band:
         _decide_exactly(out, src, np.concatenate(band), kernels)
     return out
