@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant
+    from ..annotation.contouring import ContouringError
+    from ..annotation.structure_set import StructureSetError
     from ..engines.base import EngineError, PromptError
     from ..io.errors import VolumeReadError, VolumeWriteError
     from ..models.registry import UnknownModelError
@@ -17,6 +19,8 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         UnknownModelError,
         WeightsError,
         FileNotFoundError,
+        ContouringError,
+        StructureSetError,
     ]
     try:
         from ..models.errors import CheckpointError, CheckpointMismatchError

@@ -1,6 +1,6 @@
 """Clean-up of a structure: smoothing in mm with a stated bound, hole filling, islands.
 
-Smoothing: a Gaussian of standard deviation ``mm / 2`` (isotropic in millimetres, whatever the
+Smoothing: a Gaussian of standard deviation ``mm`` (isotropic in millimetres, whatever the
 spacing) thresholded at one half, then held between the structure shrunk and expanded by ``mm``
 (exact margins, see :mod:`.margins`). So **no voxel changes unless it lies within ``mm`` of the
 original surface**: the surface never moves by more than ``mm``.
@@ -37,7 +37,7 @@ def smooth(mask, geometry: Geometry, mm: float) -> SparseMask:
         return mask
     outer = margin(mask, geometry, Margin.isotropic(mm))
     inner = margin(mask, geometry, Margin.isotropic(-mm))
-    sigma_vox = (mm / 2.0) / geometry.spacing_zyx
+    sigma_vox = mm / geometry.spacing_zyx
     halo = np.ceil(4 * sigma_vox).astype(int) + 1
     box = grow_box(outer.bbox, halo, halo, mask.shape)
     # beyond the grid the structure continues as at the edge ("nearest"), so an edge-cut body does
