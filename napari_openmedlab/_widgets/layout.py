@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from .classes_panel import ClassesPanel
+from .contouring_panel import ContouringPanel
 from .model_panel import ModelPanel
 
 NEW_TARGET = "<new labels layer>"
@@ -79,6 +80,7 @@ def build_ui(w) -> None:
     v.addWidget(hint)
 
     w.classes = ClassesPanel()
+    w.contouring = ContouringPanel(w.viewer, lambda: w.session)
     w.commit_button = QPushButton("Commit (Ctrl+Enter)")
     w.undo_button = QPushButton("Undo")
     w.redo_button = QPushButton("Redo")
@@ -108,6 +110,7 @@ def build_ui(w) -> None:
     lay.addLayout(actions)
     lay.addWidget(w.banner)
     lay.addWidget(w.status_label)
+    lay.addWidget(w.contouring)
     lay.addStretch(1)
     scroll = QScrollArea()
     scroll.setWidgetResizable(True)

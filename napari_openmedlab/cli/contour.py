@@ -43,24 +43,15 @@ def parse_per_axis(text: str) -> list[float]:
     return _numbers(text, 3, "--mm-per-axis")
 
 
-def parse_directions(text: str) -> list[float]:
-    """Six distances in the order R,L,A,P,S,I (``5,5,10,5,3,3``) or named (``R5,L5,A10,P5``).
+def parse_directions(text: str):
+    """Six distances in the order R,L,A,P,S,I (``5,5,10,5,3,3``) or named (``R5,L5,A10,P5``)."""
+    from ..annotation.contouring import ContouringError
+    from ..annotation.contouring.margins import parse_side_values
 
-    Named sides may come in any order; sides left out get 0 mm.
-    """
-    from ..annotation.contouring import SIDES
-
-    parts = [p for p in text.replace(" ", "").split(",") if p]
-    if parts and all(p[:1].upper() in SIDES for p in parts):
-        out = dict.fromkeys(SIDES, 0.0)
-        for p in parts:
-            side, value = p[0].upper(), p[1:].lstrip("=:")
-            try:
-                out[side] = float(value)
-            except ValueError:
-                raise argparse.ArgumentTypeError(f"--mm-directions: {p!r} is a side letter and mm, like R5") from None
-        return [out[s] for s in SIDES]
-    return _numbers(text, 6, "--mm-directions (order R,L,A,P,S,I)")
+    try:
+        return parse_side_values(text)
+    except ContouringError as err:
+        raise argparse.ArgumentTypeError(f"--mm-directions: {err}") from None
 
 
 def _common(p, outputs: bool = True, many: bool = False) -> None:

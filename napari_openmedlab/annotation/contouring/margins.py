@@ -104,6 +104,32 @@ class Margin:
         return f"{verb} " + " ".join(f"{s}{r:g}" for s, r in zip(SIDES, self.radii)) + " mm"
 
 
+def parse_side_values(text: str) -> list[float]:
+    """Six mm (R, L, A, P, S, I) from text: ``5,5,10,3,7,2`` in that order, or named sides in any
+    order (``R5,L5,A10,P3,S7,I2``; a side left out gets 0 mm)."""
+    parts = [p for p in str(text).replace(" ", "").split(",") if p]
+    if parts and all(p[:1].upper() in SIDES for p in parts):
+        values = dict.fromkeys(SIDES, 0.0)
+        for p in parts:
+            try:
+                values[p[0].upper()] = float(p[1:].lstrip("=:"))
+            except ValueError:
+                raise ContouringError(f"{p!r}: write a side letter and mm, like R5") from None
+        return [values[s] for s in SIDES]
+    try:
+        numbers = [float(p) for p in parts]
+    except ValueError:
+        numbers = []
+    if len(numbers) != 6:
+        raise ContouringError(f"{text!r}: six distances in mm in the order R,L,A,P,S,I, or named like R5,L5,A10")
+    return numbers
+
+
+def parse_sides(text: str) -> Margin:
+    """A :class:`Margin` from the text :func:`parse_side_values` reads."""
+    return Margin.sides(*parse_side_values(text))
+
+
 def _axis_kernels(geometry: Geometry, margin: Margin):
     """Per array axis (z, y, x): (f for steps k = 1.. to +, f for steps k = 1.. to -), float64.
 
@@ -287,4 +313,4 @@ def reach_voxels(geometry: Geometry, spec: Margin) -> tuple[list[int], list[int]
     return _reach(kernels)
 
 
-__all__ = ["EPS", "SIDES", "Margin", "expand", "margin", "reach_voxels", "ring"]
+__all__ = ["EPS", "SIDES", "Margin", "expand", "margin", "parse_side_values", "parse_sides", "reach_voxels", "ring"]
