@@ -179,3 +179,23 @@ def test_a_locked_output_is_refused_and_a_locked_input_is_read():
         plan(structures, "union", ["GTV"], "X")
     with pytest.raises(ContouringError, match="unknown operation"):
         plan(structures, "dilate", ["GTV"], "X")
+
+
+@pytest.mark.parametrize("connectivity", [1, 2, 3])
+def test_slab_labelling_matches_scipy_across_slab_faces(connectivity):
+    from napari_openmedlab.annotation.contouring import _components
+
+    rng = np.random.default_rng(connectivity)
+    mask = rng.random((50, 20, 20)) < 0.3  # many pieces crossing the faces at 16, 32, 48
+    pieces = _components.Components(mask, connectivity)
+    labels, n = ndimage.label(mask, ndimage.generate_binary_structure(3, connectivity))
+    want = np.sort(np.bincount(labels.ravel())[1:])
+    got = np.sort(pieces.sizes[pieces.sizes > 0])
+    np.testing.assert_array_equal(got, want)
+    largest = np.argmax(np.bincount(labels.ravel())[1:]) + 1
+    np.testing.assert_array_equal(keep_largest(mask, 1, connectivity).dense(), labels == largest)
+    holes = np.ones((40, 9, 9), bool)
+    holes[10:30, 3:6, 3:6] = False  # one cavity spanning two slab faces
+    holes[20, 0, 4] = False  # a dent open to the outside
+    filled = fill_holes(holes, "3d").dense()
+    np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(holes))

@@ -14,6 +14,7 @@ from scipy import ndimage
 from ...io.geometry import Geometry
 from ..masks import SparseMask
 from ._common import ContouringError, as_sparse, from_patch, grow_box
+from ._components import Components
 from .margins import Margin, margin
 
 AXES = {"z": 0, "y": 1, "x": 2}
@@ -48,50 +49,48 @@ def smooth(mask, geometry: Geometry, mm: float) -> SparseMask:
 
 
 def fill_holes(mask, mode: str = "3d", axis="z") -> SparseMask:
-    """Fill enclosed cavities: ``mode`` "3d" (cavities closed in 3D) or "2d" (per slice of ``axis``)."""
+    """Fill enclosed cavities: ``mode`` "3d" (cavities closed in 3D) or "2d" (per slice of ``axis``).
+
+    3D: the background pieces (face-connected) of the box that touch none of its faces are holes
+    (the box's faces touch the outside, so a piece reaching one is open).
+    """
     mask = as_sparse(mask)
     if mask.empty:
         return mask
     patch = mask.patch()
     if mode == "3d":
-        filled = ndimage.binary_fill_holes(patch)
+        background = Components(~patch, 1)
+        holes = ~background.touching_border()
+        holes[background.component[0]] = False
+        filled = patch | background.select(holes)
     elif mode == "2d":
-        a = axis_index(axis)
-        structure = np.zeros((3, 3, 3), bool)
-        plane = [slice(None)] * 3
-        plane[a] = 1
-        structure[tuple(plane)] = ndimage.generate_binary_structure(2, 1)
-        # pad along the slice axis so the first and last slices are not all "border"
-        pad = [(0, 0)] * 3
-        pad[a] = (1, 1)
-        filled = ndimage.binary_fill_holes(np.pad(patch, pad), structure)
-        cut = [slice(None)] * 3
-        cut[a] = slice(1, -1)
-        filled = filled[tuple(cut)]
+        filled = patch.copy()
+        planes = np.moveaxis(filled, axis_index(axis), 0)  # a view: slice by slice, short calls
+        for i in range(planes.shape[0]):
+            if planes[i].any():
+                planes[i] = ndimage.binary_fill_holes(planes[i])
     else:
         raise ContouringError(f"fill-holes mode {mode!r}: use 2d or 3d")
     return from_patch(mask.shape, mask.bbox, filled)
 
 
-def _components(patch: np.ndarray, connectivity: int):
+def _components(patch: np.ndarray, connectivity: int) -> Components:
     if connectivity not in (1, 2, 3):
         raise ContouringError("connectivity is 1 (faces), 2 (edges) or 3 (corners)")
-    labels, n = ndimage.label(patch, ndimage.generate_binary_structure(3, connectivity))
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
-    sizes[0] = 0
-    return labels, sizes
+    return Components(patch, connectivity)
 
 
 def remove_islands(mask, geometry: Geometry, min_cm3: float, connectivity: int = 1) -> SparseMask:
     """Drop connected pieces smaller than ``min_cm3`` (faces connect by default)."""
     mask = as_sparse(mask)
+    if not np.isfinite(min_cm3) or min_cm3 < 0:
+        raise ContouringError(f"the smallest piece kept must be >= 0 cm3, got {min_cm3}")
     if mask.empty:
         return mask
-    labels, sizes = _components(mask.patch(), connectivity)
+    pieces = _components(mask.patch(), connectivity)
     voxel_cm3 = float(np.prod(geometry.spacing)) / 1000.0
-    keep = sizes * voxel_cm3 >= min_cm3
-    keep[0] = False
-    return from_patch(mask.shape, mask.bbox, keep[labels])
+    keep = (pieces.sizes > 0) & (pieces.sizes * voxel_cm3 >= min_cm3)
+    return from_patch(mask.shape, mask.bbox, pieces.select(keep))
 
 
 def keep_largest(mask, count: int = 1, connectivity: int = 1) -> SparseMask:
@@ -101,11 +100,12 @@ def keep_largest(mask, count: int = 1, connectivity: int = 1) -> SparseMask:
         raise ContouringError(f"keep at least one piece, got {count}")
     if mask.empty:
         return mask
-    labels, sizes = _components(mask.patch(), connectivity)
-    order = np.argsort(-sizes[1:], kind="stable")[:count] + 1
-    keep = np.zeros(len(sizes), bool)
+    pieces = _components(mask.patch(), connectivity)
+    order = np.argsort(-pieces.sizes, kind="stable")[:count]
+    keep = np.zeros(len(pieces.sizes), bool)
     keep[order] = True
-    return from_patch(mask.shape, mask.bbox, keep[labels])
+    keep &= pieces.sizes > 0
+    return from_patch(mask.shape, mask.bbox, pieces.select(keep))
 
 
 __all__ = ["axis_index", "fill_holes", "keep_largest", "remove_islands", "smooth"]
