@@ -59,11 +59,16 @@ class _Refused(str):
 
 
 def _plan_or_error(*args, **kwargs) -> ContourEdit | _Refused:
-    """:func:`plan` on the worker thread; expected errors come back as values, not tracebacks."""
+    """:func:`plan` on the worker thread; expected errors come back as values, not tracebacks.
+
+    The dense layer data is made here too (``edit.layer_data``), off the window's thread.
+    """
     try:
-        return plan(*args, **kwargs)
+        edit = plan(*args, **kwargs)
     except (ContouringError, StructureSetError) as err:
         return _Refused(str(err))
+    edit.layer_data = edit.after.dense().astype(np.uint8)
+    return edit
 
 
 class ContouringPanel(QGroupBox):
@@ -268,14 +273,14 @@ class ContouringPanel(QGroupBox):
         volume = f"{edit.after.count * voxel_cm3:.2f} cm3"
         if not apply:
             self.preview = edit
-            self._show_preview(edit.after)
+            self._show_preview(edit.layer_data)
             self.status.setText(f"Preview of {edit.output}: {volume} ({seconds:.2f} s). Apply to keep it.")
             return
         edit.apply(self.structure_set)
         self.history.append(edit)
         self.preview = None
         self._show_preview(None)
-        self._show_structure(edit.output)
+        self._show_structure(edit.output, edit.__dict__.pop("layer_data", None))  # history keeps no copy
         self._refresh_inputs()
         self.status.setText(f"{edit.output}: {volume} ({edit.operation}). Undo takes it back.")
 
@@ -293,20 +298,19 @@ class ContouringPanel(QGroupBox):
     def _layer(self, name: str):
         return next((x for x in self.viewer.layers if x.name == name), None)
 
-    def _show_preview(self, mask) -> None:
+    def _show_preview(self, data: np.ndarray | None) -> None:
         layer = self._layer(PREVIEW_LAYER)
-        if mask is None:
+        if data is None:
             if layer is not None:
                 self.viewer.layers.remove(layer)
             return
-        data = mask.dense().astype(np.uint8)
         if layer is None:
             layer = self.viewer.add_labels(data, name=PREVIEW_LAYER, opacity=0.5, **lt.placement(self._image))
             layer.colormap = lt.label_colormap([], {1: PREVIEW_RGBA})
         else:
             layer.data = data
 
-    def _show_structure(self, name: str) -> None:
+    def _show_structure(self, name: str, data: np.ndarray | None = None) -> None:
         """Show (or update, or remove when gone) the layer of a structure made here."""
         layer_name = LAYER_PREFIX + name
         layer = self._layer(layer_name)
@@ -314,7 +318,8 @@ class ContouringPanel(QGroupBox):
             if layer is not None:
                 self.viewer.layers.remove(layer)
             return
-        data = self.structure_set.mask(name).astype(np.uint8)
+        if data is None:
+            data = self.structure_set.mask(name).astype(np.uint8)
         if layer is None:
             layer = self.viewer.add_labels(data, name=layer_name, opacity=0.6, **lt.placement(self._image))
         else:
