@@ -288,8 +288,13 @@ class ContouringPanel(QGroupBox):
         if not self.history or self.busy:
             self.status.setText("Nothing to undo.")
             return
-        edit = self.history.pop()
-        edit.revert(self.structure_set)
+        edit = self.history[-1]
+        try:
+            edit.revert(self.structure_set)
+        except StructureSetError as err:  # e.g. the output was locked since: say so, keep the step
+            self.status.setText(f"Cannot undo: {err}")
+            return
+        self.history.pop()
         self._show_structure(edit.output)
         self._refresh_inputs()
         self.status.setText(f"Undone: {edit.operation} into {edit.output}.")
