@@ -34,6 +34,7 @@ def masks(tmp_path):
     (["--mm-directions", "R2,L4,A0,P3,S5,I2.5"], Margin.sides(2, 4, 0, 3, 5, 2.5)),
     (["--mm-directions", "2,4,0,3,5,2.5"], Margin.sides(2, 4, 0, 3, 5, 2.5)),
     (["--mm", "2", "--shrink"], Margin.isotropic(-2)),
+    (["--mm", "3", "--mm-directions", "A6,I0"], Margin.sides(3, 3, 6, 3, 3, 0)),
 ])
 def test_margin_writes_the_exact_margin_on_the_input_grid(masks, tmp_path, args, spec, capsys):
     a, _, path_a, _ = masks
@@ -104,6 +105,8 @@ def test_bad_input_is_one_clear_line(masks, tmp_path, capsys):
         (["union", path_a, "--out", out], "2 or more"),
         (["margin", path_a, "--mm", "5", "--label", "7", "--out", out], "no voxel with label 7"),
         (["ring", path_a, "--inner", "5", "--outer", "2", "--out", out], "outer distance"),
+        (["margin", path_a, "--mm-directions", "1,2,3", "--out", out], "six distances"),
+        (["margin", path_a, "--out", out], "needs a distance"),
     ]
     for args, message in cases:
         assert main(["contour", *args]) == 1, args

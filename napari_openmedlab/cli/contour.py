@@ -8,6 +8,7 @@ Outputs are 0/1 masks on the first input's grid, written atomically.
   openmedlab contour margin GTV.nii.gz --mm 5 --out CTV.nii.gz
   openmedlab contour margin CTV.nii.gz --mm-per-axis 5,5,3 --out PTV.nii.gz
   openmedlab contour margin CTV.nii.gz --mm-directions R5,L5,A10,P5,S3,I3 --out PTV.nii.gz
+  openmedlab contour margin CTV.nii.gz --mm 5 --mm-directions A10 --out PTV.nii.gz   (A 10, others 5)
   openmedlab contour ring PTV.nii.gz --inner 5 --outer 15 --out ring.nii.gz
   openmedlab contour subtract CTV.nii.gz bone.nii.gz air.nii.gz --out CTV_crop.nii.gz
   openmedlab contour interpolate drawn.nii.gz --axis z --out filled.nii.gz
@@ -25,8 +26,6 @@ import json
 import sys
 from pathlib import Path
 
-BOOLEANS = {"union": "union", "intersect": "intersect", "subtract": "subtract", "xor": "xor"}
-
 
 def _numbers(text: str, count: int, what: str) -> list[float]:
     try:
@@ -41,17 +40,6 @@ def _numbers(text: str, count: int, what: str) -> list[float]:
 def parse_per_axis(text: str) -> list[float]:
     """``x,y,z`` in mm: right-left, anterior-posterior, superior-inferior."""
     return _numbers(text, 3, "--mm-per-axis")
-
-
-def parse_directions(text: str):
-    """Six distances in the order R,L,A,P,S,I (``5,5,10,5,3,3``) or named (``R5,L5,A10,P5``)."""
-    from ..annotation.contouring import ContouringError
-    from ..annotation.contouring.margins import parse_side_values
-
-    try:
-        return parse_side_values(text)
-    except ContouringError as err:
-        raise argparse.ArgumentTypeError(f"--mm-directions: {err}") from None
 
 
 def _common(p, outputs: bool = True, many: bool = False) -> None:
@@ -74,11 +62,12 @@ def add_parser(subparsers) -> None:
 
     m = ops.add_parser("margin", help="expand (or shrink, negative mm) by a margin in mm")
     _common(m)
-    kind = m.add_mutually_exclusive_group(required=True)
-    kind.add_argument("--mm", type=float, help="isotropic margin in mm (negative: shrink)")
+    m.add_argument("--mm", type=float, help="isotropic margin in mm (negative: shrink); with named "
+                   "--mm-directions, the distance of the sides not named")
+    kind = m.add_mutually_exclusive_group()
     kind.add_argument("--mm-per-axis", type=parse_per_axis, metavar="X,Y,Z",
                       help="per patient axis: right-left, anterior-posterior, superior-inferior")
-    kind.add_argument("--mm-directions", type=parse_directions, metavar="R,L,A,P,S,I",
+    kind.add_argument("--mm-directions", metavar="R,L,A,P,S,I",
                       help="per side: six numbers in the order R,L,A,P,S,I or named like R5,L5,A10")
     m.add_argument("--shrink", action="store_true", help="shrink by the given (positive) distances")
 
@@ -154,12 +143,16 @@ def _params(args) -> dict:
 
     op = args.operation
     if op == "margin":
-        if args.mm is not None:
-            spec = Margin.isotropic(-abs(args.mm) if args.shrink else args.mm)
+        from ..annotation.contouring.margins import parse_side_values
+
+        if args.mm_directions is not None:
+            spec = Margin.sides(*parse_side_values(args.mm_directions, default=args.mm or 0.0))
         elif args.mm_per_axis is not None:
             spec = Margin.per_axis(*args.mm_per_axis)
+        elif args.mm is not None:
+            spec = Margin.isotropic(args.mm)
         else:
-            spec = Margin.sides(*args.mm_directions)
+            raise ContouringError("margin needs a distance: --mm, --mm-per-axis or --mm-directions")
         if args.shrink and not spec.shrink:
             spec = Margin.sides(*[-r for r in spec.radii])
         return {"margin": spec}

@@ -37,7 +37,7 @@ def brute_reached_by(src: np.ndarray, geometry: Geometry, radii, toward_source: 
             with np.errstate(divide="ignore", invalid="ignore"):
                 term = np.where(step, np.where(r > 0, (comp / np.where(r > 0, r, 1)) ** 2, np.inf), 0.0)
             total += term
-        out[i] = np.any(total <= 1 + 1e-9)
+        out[i] = np.any(total <= 1 + 1e-6)  # the definition's tolerance for ties
     return out.reshape(shape)
 
 

@@ -3,7 +3,7 @@
 Definition (the one the tests check against brute force). With ``d = centre(v) - centre(s)`` in
 patient coordinates (LPS mm), voxel ``v`` is reached from voxel ``s`` when
 
-    sum over the patient axes a of (d_a / r_a)^2 <= 1  (+ 1e-9, so exact ties count as inside),
+    sum over the patient axes a of (d_a / r_a)^2 <= 1  (+ 1e-6, so ties count as inside),
 
 ``r_a`` being the radius of the side ``d`` points to along ``a`` (right or left, anterior or
 posterior, superior or inferior); a zero radius allows no step to that side.
@@ -41,7 +41,9 @@ _OPPOSITE = {"R": "L", "L": "R", "A": "P", "P": "A", "S": "I", "I": "S"}
 # physical LPS axis -> (side of a negative step, side of a positive step)
 _AXIS_SIDES = (("R", "L"), ("A", "P"), ("I", "S"))
 
-EPS = 1e-9  # exact ties (a voxel centre on the ellipsoid) count as inside
+# ties (a voxel centre on the ellipsoid) count as inside, also when the file stored the spacing in
+# float32 (NIfTI): 1.2 mm read back as 1.2000000477 must still reach 6 mm in 5 steps
+EPS = 1e-6
 _TAU = 1e-4  # float32 values this close to the threshold are decided again in float64
 _BIG = np.float32(4.0)  # "far": any value above 1 behaves the same
 _SLAB = 16  # output slices per slab along array axis 0
@@ -104,12 +106,12 @@ class Margin:
         return f"{verb} " + " ".join(f"{s}{r:g}" for s, r in zip(SIDES, self.radii)) + " mm"
 
 
-def parse_side_values(text: str) -> list[float]:
+def parse_side_values(text: str, default: float = 0.0) -> list[float]:
     """Six mm (R, L, A, P, S, I) from text: ``5,5,10,3,7,2`` in that order, or named sides in any
-    order (``R5,L5,A10,P3,S7,I2``; a side left out gets 0 mm)."""
+    order (``R5,L5,A10,P3,S7,I2``; a side left out gets ``default`` mm)."""
     parts = [p for p in str(text).replace(" ", "").split(",") if p]
     if parts and all(p[:1].upper() in SIDES for p in parts):
-        values = dict.fromkeys(SIDES, 0.0)
+        values = dict.fromkeys(SIDES, float(default))
         for p in parts:
             try:
                 values[p[0].upper()] = float(p[1:].lstrip("=:"))
