@@ -116,6 +116,9 @@ class ContouringPanel(QGroupBox):
         self.preview_button = QPushButton("Preview")
         self.apply_button = QPushButton("Apply")
         self.undo_button = QPushButton("Undo")
+        self.stats_button = QPushButton("Statistics")
+        self.stats_button.setToolTip("Volume, intensity and centroid of the ticked structures; "
+                                     "Dice, HD95 and surface Dice (1 mm) of the first two")
         self.status = QLabel("Import the target labels to start.")
         self.status.setWordWrap(True)
 
@@ -128,7 +131,7 @@ class ContouringPanel(QGroupBox):
             self.form.addRow(label, field)
         self.form.addRow("Output", self.output)
         buttons = QHBoxLayout()
-        for b in (self.preview_button, self.apply_button, self.undo_button):
+        for b in (self.preview_button, self.apply_button, self.undo_button, self.stats_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
         layout.addWidget(self.import_button)
@@ -141,6 +144,7 @@ class ContouringPanel(QGroupBox):
         self.preview_button.clicked.connect(lambda: self.run(apply=False))
         self.apply_button.clicked.connect(lambda: self.run(apply=True))
         self.undo_button.clicked.connect(self.undo)
+        self.stats_button.clicked.connect(self.show_stats)
         self._show_rows(self.operation.currentText())
 
     def _show_rows(self, operation: str) -> None:
@@ -298,6 +302,35 @@ class ContouringPanel(QGroupBox):
         self._show_structure(edit.output)
         self._refresh_inputs()
         self.status.setText(f"Undone: {edit.operation} into {edit.output}.")
+
+    def show_stats(self) -> str:
+        """Figures of the ticked structures into the status line (and returned)."""
+        from ..annotation.contouring import compare, structure_stats
+
+        names = self.checked_inputs()
+        if self.structure_set is None or not names:
+            self.status.setText("Tick one or more structures for their statistics.")
+            return self.status.text()
+        session = self.host()
+        image = session.volume.array if session is not None and session.volume is not None else None
+        if image is not None and image.shape != self.structure_set.shape:
+            image = None
+        geometry = self.structure_set.geometry
+        lines = []
+        for name in names:
+            st = structure_stats(self.structure_set.sparse(name), geometry, image, name)
+            line = f"{name}: {st.volume_cm3:.2f} cm3"
+            if st.mean is not None:
+                line += f", mean {st.mean:.1f} (min {st.minimum:.0f}, max {st.maximum:.0f})"
+            if st.centroid_mm is not None:
+                line += ", centroid LPS (" + ", ".join(f"{v:.1f}" for v in st.centroid_mm) + ") mm"
+            lines.append(line)
+        if len(names) >= 2:
+            c = compare(self.structure_set.sparse(names[0]), self.structure_set.sparse(names[1]), geometry, 1.0)
+            lines.append(f"{names[0]} vs {names[1]}: Dice {c.dice:.3f}, HD95 {c.hd95_mm:.1f} mm, "
+                         f"surface Dice {c.surface_dice:.3f} at 1 mm")
+        self.status.setText("\n".join(lines))
+        return self.status.text()
 
     # --- layers ---------------------------------------------------------------------------------
     def _layer(self, name: str):

@@ -42,7 +42,10 @@ def test_margin_preview_apply_and_undo(make_widget):
     np.testing.assert_array_equal(layer.data.astype(bool), expected)
     np.testing.assert_array_equal(panel.structure_set.mask("PTV"), expected)
     assert np.array_equal(labels.astype(bool), gtv)  # the target labels are untouched
-    assert "PTV" in panel.checked_inputs() or panel.inputs.count() == 2
+    assert panel.inputs.count() == 2
+    panel.set_inputs([gtv_name, "PTV"])
+    text = panel.show_stats()
+    assert "PTV:" in text and "cm3" in text and "Dice" in text
 
     panel.undo()  # one step takes the whole operation back
     assert "PTV" not in panel.structure_set
