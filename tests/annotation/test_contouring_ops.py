@@ -199,3 +199,14 @@ def test_slab_labelling_matches_scipy_across_slab_faces(connectivity):
     holes[20, 0, 4] = False  # a dent open to the outside
     filled = fill_holes(holes, "3d").dense()
     np.testing.assert_array_equal(filled, ndimage.binary_fill_holes(holes))
+
+
+def test_interpolation_along_another_axis_is_the_same_operation_transposed():
+    rng = np.random.default_rng(5)
+    drawn = np.zeros((13, 20, 22), bool)
+    for z in (1, 5, 9, 12):
+        drawn[z] = ball((1, 20, 22), (0, 10, 11), (1, 4 + z * 0.4, 6))[0] & (rng.random((20, 22)) < 0.95)
+    along_z = interpolate_slices(drawn, GEOMETRY, "z").dense()
+    swapped = Geometry((2.5, 1.1, 0.8))  # x and z exchanged, as the transposed array needs
+    along_x = interpolate_slices(np.ascontiguousarray(drawn.transpose(2, 1, 0)), swapped, "x").dense()
+    np.testing.assert_array_equal(along_x.transpose(2, 1, 0), along_z)
