@@ -137,6 +137,10 @@ def main() -> None:
     row("margin 5 mm, body", lambda: margin(outline, GEOMETRY, iso5), 3.0)
     row("margin R5 L5 A10 P3 S7 I2 mm, body", lambda: margin(outline, GEOMETRY, ASYMMETRIC), 3.0)
     row("margin -5 mm (shrink), body", lambda: margin(outline, GEOMETRY, Margin.isotropic(-5)), 3.0)
+    c, s = np.cos(np.radians(10)), np.sin(np.radians(10))
+    tilted = Geometry(GEOMETRY.spacing, GEOMETRY.origin, (c, -s, 0, s, c, 0, 0, 0, 1))  # gantry-tilt-like
+    row("margin R5 L5 A10 P3 S7 I2 mm, parotid, 10 deg oblique", lambda: margin(parotid, tilted, ASYMMETRIC))
+    row("margin R5 L5 A10 P3 S7 I2 mm, body, 10 deg oblique", lambda: margin(outline, tilted, ASYMMETRIC))
     if not args.no_baseline:
         mine = margin(parotid, GEOMETRY, iso5)
         assert edt_baseline(parotid, iso5) == mine, "baseline and ours differ"

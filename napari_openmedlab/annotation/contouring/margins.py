@@ -22,8 +22,9 @@ passes (one per axis, over at most ``r / spacing`` voxels each side) give it for
 bounding box plus the margin, never of the whole volume. The passes run in float32 in slabs that
 fit the cache; voxels whose float32 value lies within 1e-4 of the threshold are decided again
 exactly, in float64, against the few kernel offsets that lie that close to the ellipsoid's
-surface. An isotropic margin is rotation invariant, so it is exact on oblique grids too;
-anisotropic and asymmetric margins on an oblique grid are refused with a clear message.
+surface. An isotropic margin is rotation invariant, so the same passes are exact on oblique grids
+too; per-axis and per-side margins on an oblique grid stamp the exact set of voxel offsets the
+definition allows from the structure's surface (:mod:`._kernel`): exact, slower on large structures.
 """
 
 from __future__ import annotations
@@ -139,15 +140,9 @@ def _axis_kernels(geometry: Geometry, margin: Margin):
     exceeds 1 are left out (they never reach), so the lists' lengths are the reach in voxels.
     """
     m = geometry.direction_matrix  # physical xyz <- index xyz
-    if not np.allclose(m.T @ m, np.eye(3), atol=1e-6):
-        raise ContouringError("the image's direction matrix is not orthonormal; resample it first")
-    aligned = np.all((np.abs(m) < _ALIGNED_TOL) | (np.abs(np.abs(m) - 1) < _ALIGNED_TOL))
     iso = margin.isotropic_mm
-    if not aligned and iso is None:
-        raise ContouringError(
-            "anisotropic and asymmetric margins need a grid aligned with the patient axes; this "
-            "image's direction is oblique: use an isotropic margin or resample the image"
-        )
+    if not _aligned(geometry) and iso is None:
+        raise ContouringError("per-axis and per-side margins on an oblique grid go through _kernel")
     kernels = []
     for j in range(3):  # array axis j is SimpleITK index axis 2 - j
         col = m[:, 2 - j]
@@ -162,6 +157,14 @@ def _axis_kernels(geometry: Geometry, margin: Margin):
         spacing = geometry.spacing[2 - j]
         kernels.append((_terms(spacing, r_pos), _terms(spacing, r_neg)))
     return kernels
+
+
+def _aligned(geometry: Geometry) -> bool:
+    """Whether each voxel axis runs along one patient axis (a signed permutation); checks orthonormality."""
+    m = geometry.direction_matrix
+    if not np.allclose(m.T @ m, np.eye(3), atol=1e-6):
+        raise ContouringError("the image's direction matrix is not orthonormal; resample it first")
+    return bool(np.all((np.abs(m) < _ALIGNED_TOL) | (np.abs(np.abs(m) - 1) < _ALIGNED_TOL)))
 
 
 def _terms(spacing: float, radius: float) -> np.ndarray:
@@ -275,6 +278,8 @@ def margin(mask, geometry: Geometry, spec: Margin) -> SparseMask:
     if mask.empty or spec.is_zero:
         return mask
     shape = mask.shape
+    if spec.isotropic_mm is None and not _aligned(geometry):
+        return _oblique_margin(mask, geometry, spec)
     if not spec.shrink:
         kernels = _axis_kernels(geometry, spec)
         lo, hi = _reach(kernels)  # a step of +k moves up to k voxels towards higher indices
@@ -288,6 +293,21 @@ def margin(mask, geometry: Geometry, spec: Margin) -> SparseMask:
     if inside.all():
         return mask
     return from_patch(shape, box, inside & ~_reached(~inside, kernels))
+
+
+def _oblique_margin(mask: SparseMask, geometry: Geometry, spec: Margin) -> SparseMask:
+    """Per-axis or per-side margins on an oblique grid: stamping the exact offset set (``_kernel``)."""
+    from ._kernel import kernel_offsets, stamp
+
+    radii = spec.mirrored().radii if spec.shrink else spec.radii
+    offsets, reach = kernel_offsets(geometry, radii, EPS)
+    box = grow_box(mask.bbox, reach, reach, mask.shape)
+    inside = mask.crop(box)
+    if not spec.shrink:
+        return from_patch(mask.shape, box, stamp(inside, offsets, reach))
+    if inside.all():
+        return mask
+    return from_patch(mask.shape, box, inside & ~stamp(~inside, offsets, reach))
 
 
 def expand(mask, geometry: Geometry, mm: float) -> SparseMask:
@@ -311,6 +331,11 @@ def ring(mask, geometry: Geometry, inner: Margin | float, outer: Margin | float)
 
 def reach_voxels(geometry: Geometry, spec: Margin) -> tuple[list[int], list[int]]:
     """How far (voxels towards lower, higher indices per array axis) ``spec`` can move a surface."""
+    if spec.isotropic_mm is None and not _aligned(geometry):
+        from ._kernel import kernel_offsets
+
+        reach = kernel_offsets(geometry, spec.radii, EPS)[1].tolist()
+        return reach, reach
     kernels = _axis_kernels(geometry, spec.mirrored() if spec.shrink else spec)
     return _reach(kernels)
 
