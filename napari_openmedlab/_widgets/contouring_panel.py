@@ -48,7 +48,7 @@ ROWS = {
     "ring": ("mm", "outer"),
     "interpolate": ("axis",),
     "smooth": ("mm",),
-    "fill-holes": ("axis",),
+    "fill-holes": ("holes", "axis"),
     "largest": ("count",),
     "remove-islands": ("count",),
 }
@@ -108,6 +108,9 @@ class ContouringPanel(QGroupBox):
         self.outer.setSuffix(" mm")
         self.axis = QComboBox()
         self.axis.addItems(["z", "y", "x"])
+        self.holes = QComboBox()
+        self.holes.addItems(["3d", "2d"])
+        self.holes.setToolTip("3d: cavities closed in 3D; 2d: holes of each slice of the slice axis")
         self.count = QDoubleSpinBox()
         self.count.setRange(0.0, 100000.0)
         self.count.setValue(1.0)
@@ -126,7 +129,7 @@ class ContouringPanel(QGroupBox):
         self.form.addRow("Operation", self.operation)
         self.form.addRow("Inputs", self.inputs)
         self._rows = {"mm": ("Distance", self.mm), "sides": ("Sides", self.sides), "outer": ("Outer", self.outer),
-                      "axis": ("Slice axis", self.axis), "count": ("Count / cm3", self.count)}
+                      "holes": ("Holes", self.holes), "axis": ("Slice axis", self.axis), "count": ("Count / cm3", self.count)}
         for label, field in self._rows.values():
             self.form.addRow(label, field)
         self.form.addRow("Output", self.output)
@@ -215,7 +218,7 @@ class ContouringPanel(QGroupBox):
         if op == "smooth":
             return {"mm": mm}
         if op == "fill-holes":
-            return {"mode": "2d", "axis": self.axis.currentText()}
+            return {"mode": self.holes.currentText(), "axis": self.axis.currentText()}
         if op == "largest":
             return {"count": max(1, int(self.count.value()))}
         if op == "remove-islands":

@@ -66,3 +66,27 @@ def test_a_locked_output_is_refused_with_a_message(make_widget):
     panel.run(apply=True)
     assert panel.wait_idle(30)
     assert "locked" in panel.status.text() and not panel.history
+
+
+def test_every_operation_applies_and_undoes_from_the_panel(make_widget):
+    viewer, w = make_widget()
+    labels = w.session.labels_layer.data
+    labels[8:16, 12:20, 12:20] = 1
+    labels[10:14, 14:18, 22:30] = 2
+    labels[11, 15, 15] = 0  # a hole
+    panel = w.contouring
+    panel.import_target()
+    a, b = panel.structure_set.names()[:2]
+    for op in ("margin", "ring", "union", "intersect", "subtract", "xor", "interpolate", "smooth",
+               "fill-holes", "largest", "remove-islands"):
+        panel.operation.setCurrentText(op)
+        panel.set_inputs([a, b] if op in ("union", "intersect", "subtract", "xor") else [a])
+        panel.mm.setValue(2.0)
+        panel.count.setValue(1.0 if op == "largest" else 0.01)
+        panel.output.setText(f"out_{op}")
+        panel.run(apply=True)
+        assert panel.wait_idle(30), op
+        assert f"out_{op}" in panel.structure_set, (op, panel.status.text())
+        panel.undo()
+        assert f"out_{op}" not in panel.structure_set
+    assert not panel.history and panel.structure_set.names() == [a, b]
