@@ -17,9 +17,11 @@ from __future__ import annotations
 import numpy as np
 
 from ...io.geometry import Geometry
+from ._common import ContouringError
 
 _AXIS_SIDES = (("R", "L"), ("A", "P"), ("I", "S"))
 _SIDE_INDEX = {"R": 0, "L": 1, "A": 2, "P": 3, "S": 4, "I": 5}
+_MAX_STAMPS = 400_000_000  # about a minute of stamping: beyond it, refuse instead of freezing
 
 
 def kernel_offsets(geometry: Geometry, radii, eps: float) -> tuple[np.ndarray, np.ndarray]:
@@ -71,6 +73,11 @@ def stamp(src: np.ndarray, offsets: np.ndarray, reach: np.ndarray) -> np.ndarray
                 full &= np.roll(inner, shift, axis=axis)[1:-1, 1:-1, 1:-1]
         sources = np.argwhere(src & ~full)
     else:
+        if int(src.sum()) * len(offsets) > _MAX_STAMPS:
+            raise ContouringError(
+                "this margin on this oblique grid would stamp every voxel (its offsets cannot be "
+                "walked by face steps); resample the image to an axis-aligned grid first"
+            )
         sources = np.argwhere(src)
     padded = np.zeros(tuple(np.array(src.shape) + 2 * reach), bool)
     flat = padded.reshape(-1)

@@ -49,7 +49,9 @@ _TAU = 1e-4  # float32 values this close to the threshold are decided again in f
 _BIG = np.float32(4.0)  # "far": any value above 1 behaves the same
 _SLAB = 16  # output slices per slab along array axis 0
 _TILE = 40  # output rows and columns per tile across axes 1 and 2
-_ALIGNED_TOL = 1e-4  # direction cosines this close to 0 or +-1 count as axis-aligned
+# direction cosines this close to 0 or +-1 count as axis-aligned; anything else (a DICOM direction
+# with 1e-6 noise included) takes the exact oblique route, so noise never decides a tie
+_ALIGNED_TOL = 1e-9
 
 
 @dataclass(frozen=True)
