@@ -69,7 +69,8 @@ def add_parser(subparsers) -> None:
                       help="per patient axis: right-left, anterior-posterior, superior-inferior")
     kind.add_argument("--mm-directions", metavar="R,L,A,P,S,I",
                       help="per side: six numbers in the order R,L,A,P,S,I or named like R5,L5,A10")
-    m.add_argument("--shrink", action="store_true", help="shrink by the given (positive) distances")
+    m.add_argument("--shrink", action="store_true",
+                   help="shrink by the given distances (or give them negative: --mm-per-axis=-5,-5,-3)")
 
     r = ops.add_parser("ring", help="outer margin minus inner margin (a ring around the structure)")
     _common(r)
@@ -128,8 +129,9 @@ def run(args) -> int:
     from ..io.writers import check_output_path
 
     check_output_path(args.out)  # before any work
+    params = _params(args)
     masks, reference = _read_masks(args.inputs, args.label)
-    result = run_operation(args.operation, masks, reference.geometry, **_params(args))
+    result = run_operation(args.operation, masks, reference.geometry, **params)
     meta = {"contour": {"operation": args.operation, "inputs": [str(p) for p in args.inputs]}}
     write_volume(Volume(result.dense().astype(np.uint8), reference.geometry, meta), args.out, labels=True)
     voxel_cm3 = float(np.prod(reference.geometry.spacing)) / 1000.0
