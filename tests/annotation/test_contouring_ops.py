@@ -153,7 +153,7 @@ def make_set() -> StructureSet:
     return structures
 
 
-def test_operation_on_a_structure_set_is_one_undoable_step():
+def test_operation_on_a_structure_set_is_one_undoable_step(tmp_path):
     structures = make_set()
     gtv = structures.sparse("GTV")
     edit = plan(structures, "margin", ["GTV"], "CTV", margin=Margin.per_axis(5, 5, 3))
@@ -161,6 +161,8 @@ def test_operation_on_a_structure_set_is_one_undoable_step():
     edit.apply(structures)
     assert structures.sparse("CTV").count > gtv.count and edit.affected == ["CTV"]
     assert structures.structure("CTV").prompts[-1]["operation"] == "margin"
+    saved = StructureSet.load(structures.save(tmp_path / "plan.omlss"))  # a normal structure: saved as any
+    assert saved.sparse("CTV") == edit.after and saved.structure("CTV").prompts[-1]["inputs"] == ["GTV"]
     clipped = apply_operation(structures, "intersect", ["CTV", "Body"], "CTV")
     assert not clipped.created
     clipped.revert(structures)
