@@ -153,7 +153,11 @@ class ContouringPanel(QGroupBox):
     def _show_rows(self, operation: str) -> None:
         shown = ROWS.get(operation, ())
         for key, (_, field) in self._rows.items():
-            self.form.setRowVisible(field, key in shown)
+            if hasattr(self.form, "setRowVisible"):  # Qt >= 6.4
+                self.form.setRowVisible(field, key in shown)
+            else:  # older Qt: hide the label and the field
+                field.setVisible(key in shown)
+                self.form.labelForField(field).setVisible(key in shown)
         self.count.setDecimals(2 if operation == "remove-islands" else 0)
 
     # --- the structure set --------------------------------------------------------------------
