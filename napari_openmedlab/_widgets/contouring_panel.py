@@ -71,6 +71,28 @@ def _plan_or_error(*args, **kwargs) -> ContourEdit | _Refused:
     return edit
 
 
+def _stats_text(structures: StructureSet, names: list[str], image) -> str:
+    """Volume, intensity, centroid per structure; Dice, HD95, surface Dice of the first two."""
+    from ..annotation.contouring import compare, structure_stats
+
+    if image is not None and image.shape != structures.shape:
+        image = None
+    lines = []
+    for name in names:
+        st = structure_stats(structures.sparse(name), structures.geometry, image, name)
+        line = f"{name}: {st.volume_cm3:.2f} cm3"
+        if st.mean is not None:
+            line += f", mean {st.mean:.1f} (min {st.minimum:.0f}, max {st.maximum:.0f})"
+        if st.centroid_mm is not None:
+            line += ", centroid LPS (" + ", ".join(f"{v:.1f}" for v in st.centroid_mm) + ") mm"
+        lines.append(line)
+    if len(names) >= 2:
+        c = compare(structures.sparse(names[0]), structures.sparse(names[1]), structures.geometry, 1.0)
+        lines.append(f"{names[0]} vs {names[1]}: Dice {c.dice:.3f}, HD95 {c.hd95_mm:.1f} mm, "
+                     f"surface Dice {c.surface_dice:.3f} at 1 mm")
+    return "\n".join(lines)
+
+
 class ContouringPanel(QGroupBox):
     """Operation, inputs, distances, output name; Preview, Apply, Undo."""
 
@@ -310,34 +332,24 @@ class ContouringPanel(QGroupBox):
         self._refresh_inputs()
         self.status.setText(f"Undone: {edit.operation} into {edit.output}.")
 
-    def show_stats(self) -> str:
-        """Figures of the ticked structures into the status line (and returned)."""
-        from ..annotation.contouring import compare, structure_stats
+    def show_stats(self) -> None:
+        """Figures of the ticked structures into the status line (computed on a worker thread)."""
+        from napari.qt.threading import create_worker
 
         names = self.checked_inputs()
         if self.structure_set is None or not names:
             self.status.setText("Tick one or more structures for their statistics.")
-            return self.status.text()
+            return
+        if self.busy:
+            return
         session = self.host()
         image = session.volume.array if session is not None and session.volume is not None else None
-        if image is not None and image.shape != self.structure_set.shape:
-            image = None
-        geometry = self.structure_set.geometry
-        lines = []
-        for name in names:
-            st = structure_stats(self.structure_set.sparse(name), geometry, image, name)
-            line = f"{name}: {st.volume_cm3:.2f} cm3"
-            if st.mean is not None:
-                line += f", mean {st.mean:.1f} (min {st.minimum:.0f}, max {st.maximum:.0f})"
-            if st.centroid_mm is not None:
-                line += ", centroid LPS (" + ", ".join(f"{v:.1f}" for v in st.centroid_mm) + ") mm"
-            lines.append(line)
-        if len(names) >= 2:
-            c = compare(self.structure_set.sparse(names[0]), self.structure_set.sparse(names[1]), geometry, 1.0)
-            lines.append(f"{names[0]} vs {names[1]}: Dice {c.dice:.3f}, HD95 {c.hd95_mm:.1f} mm, "
-                         f"surface Dice {c.surface_dice:.3f} at 1 mm")
-        self.status.setText("\n".join(lines))
-        return self.status.text()
+        worker = create_worker(_stats_text, self.structure_set, names, image)
+        worker.returned.connect(self.status.setText)
+        worker.finished.connect(lambda: setattr(self, "_worker", None))
+        self._worker = worker
+        self.status.setText("statistics…")
+        worker.start()
 
     # --- layers ---------------------------------------------------------------------------------
     def _layer(self, name: str):

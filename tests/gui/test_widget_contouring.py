@@ -44,8 +44,10 @@ def test_margin_preview_apply_and_undo(make_widget):
     assert np.array_equal(labels.astype(bool), gtv)  # the target labels are untouched
     assert panel.inputs.count() == 2
     panel.set_inputs([gtv_name, "PTV"])
-    text = panel.show_stats()
-    assert "PTV:" in text and "cm3" in text and "Dice" in text
+    panel.show_stats()
+    assert panel.wait_idle(30)
+    text = panel.status.text()
+    assert "PTV:" in text and "cm3" in text and "Dice" in text and "mean" in text
 
     panel.undo()  # one step takes the whole operation back
     assert "PTV" not in panel.structure_set
