@@ -65,9 +65,20 @@ def run_stats(args) -> int:
             pairs.append({"a": whole[0][0], "b": stem, **c.__dict__})
             pair_rows.append([whole[0][0], stem, _fmt(c.dice, 4), _fmt(c.hd95_mm, 2), _fmt(c.surface_dice, 4)])
         _print_table(["A", "B", "Dice", "HD95 mm", f"surface Dice @{args.tolerance:g} mm"], pair_rows)
-    if args.json_out:
-        atomic_write_json(args.json_out, {"structures": [r.as_dict() for r in rows], "pairs": pairs})
+    if args.json_out:  # strict JSON: NaN and infinity (an empty structure) become null
+        report = {"structures": [r.as_dict() for r in rows], "pairs": pairs}
+        atomic_write_json(args.json_out, _finite(report))
     return 0
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _print_table(header, rows) -> None:
