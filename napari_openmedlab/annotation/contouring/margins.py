@@ -210,6 +210,8 @@ def _reached(src: np.ndarray, kernels) -> np.ndarray:
     out = np.zeros(src.shape, dtype=bool)
     (fz_pos, fz_neg), (fy_pos, fy_neg), (fx_pos, fx_neg) = kernels
     n0, n1, n2 = src.shape
+    # a tile at least a few halos wide, so large margins do not spend their time on halos
+    tile = max(_TILE, 3 * max(len(fy_pos) + len(fy_neg), len(fx_pos) + len(fx_neg)))
     band = []
     for c0 in range(0, n0, _SLAB):
         c1 = min(n0, c0 + _SLAB)
@@ -218,11 +220,11 @@ def _reached(src: np.ndarray, kernels) -> np.ndarray:
         seen, full = slab.any(axis=0), slab.all(axis=0)
         if not seen.any():
             continue
-        for t1 in range(0, n1, _TILE):
-            u1 = min(n1, t1 + _TILE)
+        for t1 in range(0, n1, tile):
+            u1 = min(n1, t1 + tile)
             b1, e1 = max(0, t1 - len(fy_pos)), min(n1, u1 + len(fy_neg))
-            for t2 in range(0, n2, _TILE):
-                u2 = min(n2, t2 + _TILE)
+            for t2 in range(0, n2, tile):
+                u2 = min(n2, t2 + tile)
                 b2, e2 = max(0, t2 - len(fx_pos)), min(n2, u2 + len(fx_neg))
                 if not seen[b1:e1, b2:e2].any():
                     continue
