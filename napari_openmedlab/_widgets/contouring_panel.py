@@ -203,6 +203,8 @@ class ContouringPanel(QGroupBox):
         if self._image is not session.image_layer:
             self.history.clear()
         self.structure_set, self._image = fresh, session.image_layer
+        self.preview = None  # planned on the old set
+        self._show_preview(None)
         self._refresh_inputs()
         self.status.setText(f"{len(fresh)} structures: {', '.join(fresh.names()) or 'none'}")
 
@@ -210,6 +212,8 @@ class ContouringPanel(QGroupBox):
         """Work on a given set (an annotation session's) instead of importing one."""
         self.structure_set, self._image = structures, image_layer
         self.history.clear()
+        self.preview = None
+        self._show_preview(None)
         self._refresh_inputs()
 
     def _refresh_inputs(self) -> None:
