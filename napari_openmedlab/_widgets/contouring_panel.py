@@ -1,14 +1,11 @@
-"""The "Structures" section: contouring operations on the image's structure set, with a preview.
+"""The "Contouring" section: margins, booleans, interpolation... on the session's structure set.
 
-A view over headless state: the panel keeps a :class:`StructureSet` for the current image
-(imported from the target labels layer, named by the label classes, plus the structures the
-operations made) and runs :func:`annotation.contouring.plan` on a worker thread, so the window
-never waits on a margin. Each structure an operation makes is shown as its own Labels layer
-(``structure: NAME``), so overlapping planning structures (a PTV over a parotid) stay whole. Apply
-records one :class:`ContourEdit`; Undo reverts the last one exactly.
-
-``host()`` returns the widget's session (image layer, target labels layer, classes, volume); when
-an annotation session owns the structure set, ``structures()`` can be pointed at it instead.
+A view: the structures belong to the widget's :class:`AnnotationSession` (``host()`` returns the
+:class:`SessionView`). Preview computes the operation on a worker thread (the window never waits
+on a margin) and shows it in a local yellow layer; Apply sends one :class:`Contour` request
+through ``send`` (the widget's request path), so the result appears in the structure list and
+Undo/Redo take it back like any other edit. A previewed result is handed to the session with
+:func:`offer_plan` and written without computing it again.
 """
 
 from __future__ import annotations
@@ -33,14 +30,14 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from ..annotation.contouring import OPERATIONS, ContourEdit, ContouringError, Margin, plan
+from ..annotation import requests as rq
+from ..annotation.contouring import OPERATIONS, ContouringError, Margin
 from ..annotation.contouring.margins import parse_sides
-from ..annotation.label_classes import LabelClass
+from ..annotation.session_contouring import PlannedContour, offer_plan, plan_request, request_params
 from ..annotation.structure_set import StructureSet, StructureSetError
 from . import layer_tools as lt
 
 PREVIEW_LAYER = "contour preview"
-LAYER_PREFIX = "structure: "
 PREVIEW_RGBA = (1.0, 0.85, 0.1, 1.0)
 # which parameter rows each operation shows
 ROWS = {
@@ -58,17 +55,18 @@ class _Refused(str):
     """An expected error's message, returned (not raised: superqt re-raises returned exceptions)."""
 
 
-def _plan_or_error(*args, **kwargs) -> ContourEdit | _Refused:
-    """:func:`plan` on the worker thread; expected errors come back as values, not tracebacks.
+def _plan_or_error(structures: StructureSet, request: rq.Contour, preview: bool) -> PlannedContour | _Refused:
+    """:func:`plan_request` on the worker thread; expected errors come back as values, not tracebacks.
 
-    The dense layer data is made here too (``edit.layer_data``), off the window's thread.
+    A preview's dense layer data is made here too (``layer_data``), off the window's thread.
     """
     try:
-        edit = plan(*args, **kwargs)
+        planned = plan_request(structures, request)
     except (ContouringError, StructureSetError) as err:
         return _Refused(str(err))
-    edit.layer_data = edit.after.dense().astype(np.uint8)
-    return edit
+    if preview:
+        planned.layer_data = planned.edit.after.dense().astype(np.uint8)
+    return planned
 
 
 def _stats_text(structures: StructureSet, names: list[str], image) -> str:
@@ -94,23 +92,28 @@ def _stats_text(structures: StructureSet, names: list[str], image) -> str:
 
 
 class ContouringPanel(QGroupBox):
-    """Operation, inputs, distances, output name; Preview, Apply, Undo."""
+    """Operation, inputs, distances, output name; Preview, Apply, Undo, Statistics.
 
-    def __init__(self, viewer, host: Callable[[], object], parent=None) -> None:
-        super().__init__("Structures", parent)
+    ``host()`` returns the widget's :class:`SessionView`; ``send(request)`` hands a request to the
+    session and redraws (returns the outcome, or None when it was refused and said why).
+    """
+
+    def __init__(self, viewer, host: Callable[[], object], send: Callable | None = None, parent=None) -> None:
+        super().__init__("Contouring", parent)
         self.viewer = viewer
         self.host = host
-        self.structure_set: StructureSet | None = None
-        self._image = None  # the image layer the set belongs to
-        self.history: list[ContourEdit] = []
-        self.preview: ContourEdit | None = None
+        self.send = send if send is not None else (lambda request: host().handle(request))
+        self.preview: PlannedContour | None = None
         self._worker = None
         self._build()
 
+    @property
+    def structure_set(self) -> StructureSet | None:
+        view = self.host()
+        return view.structures if view is not None else None
+
     # --- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
-        self.import_button = QPushButton("Import target labels")
-        self.import_button.setToolTip("Make one structure per label id of the target layer (named by the classes)")
         self.inputs = QListWidget()
         self.inputs.setSelectionMode(QAbstractItemView.NoSelection)
         self.inputs.setMaximumHeight(120)
@@ -144,7 +147,7 @@ class ContouringPanel(QGroupBox):
         self.stats_button = QPushButton("Statistics")
         self.stats_button.setToolTip("Volume, intensity and centroid of the ticked structures; "
                                      "Dice, HD95 and surface Dice (1 mm) of the first two")
-        self.status = QLabel("Import the target labels to start.")
+        self.status = QLabel("Tick the inputs, name the output, Preview or Apply.")
         self.status.setWordWrap(True)
 
         self.form = QFormLayout()
@@ -159,12 +162,10 @@ class ContouringPanel(QGroupBox):
         for b in (self.preview_button, self.apply_button, self.undo_button, self.stats_button):
             buttons.addWidget(b)
         layout = QVBoxLayout(self)
-        layout.addWidget(self.import_button)
         layout.addLayout(self.form)
         layout.addLayout(buttons)
         layout.addWidget(self.status)
 
-        self.import_button.clicked.connect(self.import_target)
         self.operation.currentTextChanged.connect(self._show_rows)
         self.preview_button.clicked.connect(lambda: self.run(apply=False))
         self.apply_button.clicked.connect(lambda: self.run(apply=True))
@@ -182,45 +183,22 @@ class ContouringPanel(QGroupBox):
                 self.form.labelForField(field).setVisible(key in shown)
         self.count.setDecimals(2 if operation == "remove-islands" else 0)
 
-    # --- the structure set --------------------------------------------------------------------
-    def import_target(self) -> None:
-        """(Re)build the set from the target labels; structures made here are kept."""
-        session = self.host()
-        if session is None or session.volume is None or session.labels_layer is None:
-            self.status.setText("Choose an image (and a target labels layer) first.")
-            return
-        made = {}
-        if self.structure_set is not None and self._image is session.image_layer:
-            made = {e.output: self.structure_set.structure(e.output) for e in self.history
-                    if e.output in self.structure_set}
-        classes = [LabelClass(c.id, c.name, c.color) for c in session.classes]
-        fresh = StructureSet.from_label_map(np.asarray(session.labels_layer.data), session.volume.geometry, classes)
-        for name, s in made.items():
-            if name in fresh:
-                fresh.set_mask(name, s.mask, force=True)
-            else:
-                fresh.add(name, s.mask, s.color, codes=s.codes, locked=s.locked, prompts=s.prompts)
-        if self._image is not session.image_layer:
-            self.history.clear()
-        self.structure_set, self._image = fresh, session.image_layer
-        self.preview = None  # planned on the old set
-        self._show_preview(None)
-        self._refresh_inputs()
-        self.status.setText(f"{len(fresh)} structures: {', '.join(fresh.names()) or 'none'}")
-
-    def set_structures(self, structures: StructureSet, image_layer) -> None:
-        """Work on a given set (an annotation session's) instead of importing one."""
-        self.structure_set, self._image = structures, image_layer
-        self.history.clear()
-        self.preview = None
-        self._show_preview(None)
-        self._refresh_inputs()
-
-    def _refresh_inputs(self) -> None:
+    # --- the structure set ---------------------------------------------------------------------
+    def refresh_inputs(self) -> None:
+        """List the session's structures (the widget calls this whenever its structure list changes);
+        a preview planned on masks that changed since is dropped."""
+        ss = self.structure_set
+        if self.preview is not None and (ss is None or not self.preview.still_valid(ss)):
+            self.preview = None
+            self._show_preview(None)
         ticked = set(self.checked_inputs())
+        names = ss.names() if ss is not None else []
+        if [self.inputs.item(i).text() for i in range(self.inputs.count())] == \
+                [n + ("  (locked)" if ss.is_locked(n) else "") for n in names]:
+            return  # unchanged: keep the ticks as they are
         self.inputs.clear()
-        for name in self.structure_set.names() if self.structure_set is not None else []:
-            item = QListWidgetItem(name + ("  (locked)" if self.structure_set.is_locked(name) else ""))
+        for name in names:
+            item = QListWidgetItem(name + ("  (locked)" if ss.is_locked(name) else ""))
             item.setData(Qt.UserRole, name)
             item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
             item.setCheckState(Qt.Checked if name in ticked else Qt.Unchecked)
@@ -255,37 +233,41 @@ class ContouringPanel(QGroupBox):
             return {"min_cm3": float(self.count.value())}
         return {}
 
+    def request(self) -> rq.Contour:
+        """The request the panel's fields describe (raises a one-line error when they cannot be one)."""
+        op, inputs, output = self.operation.currentText(), self.checked_inputs(), self.output.text().strip()
+        if not inputs:
+            raise ContouringError("tick the input structure(s) first")
+        if not output:
+            output = f"{inputs[0]}_{op}"
+            self.output.setText(output)
+        return rq.Contour(op, inputs, output, request_params(self.parameters()))
+
     def run(self, apply: bool) -> None:
-        """Preview (or apply) the chosen operation; the work runs on a thread."""
+        """Preview (or apply) the chosen operation; the computing runs on a thread."""
         from napari.qt.threading import create_worker
 
         if self.busy:
             return
-        if self.structure_set is None:
-            self.import_target()
-            if self.structure_set is None:
-                return
-        op, inputs, output = self.operation.currentText(), self.checked_inputs(), self.output.text().strip()
-        if not output:
-            output = f"{inputs[0]}_{op}" if inputs else ""
-            self.output.setText(output)
+        ss = self.structure_set
+        if ss is None:
+            self.status.setText("Choose an image first.")
+            return
         try:
-            params = self.parameters()
-        except ContouringError as err:
+            request = self.request()
+        except ValueError as err:  # ContouringError, RequestError
             self.status.setText(str(err))
             return
         ready = self.preview
-        if apply and ready is not None and (ready.operation, ready.inputs, ready.output) == (op, tuple(inputs), output) \
-                and ready.params == params:
+        if apply and ready is not None and ready.request == request and ready.still_valid(ss):
             self._finish(ready, apply=True, seconds=0.0)
             return
-        structures = self.structure_set
         started = time.perf_counter()
-        worker = create_worker(_plan_or_error, structures, op, inputs, output, **params)
-        worker.returned.connect(lambda edit: self._finish(edit, apply, time.perf_counter() - started))
+        worker = create_worker(_plan_or_error, ss, request, not apply)
+        worker.returned.connect(lambda planned: self._finish(planned, apply, time.perf_counter() - started))
         worker.finished.connect(lambda: setattr(self, "_worker", None))
         self._worker = worker
-        self.status.setText(f"{op}…")
+        self.status.setText(f"{request.operation}…")
         worker.start()
 
     @property
@@ -302,39 +284,35 @@ class ContouringPanel(QGroupBox):
             time.sleep(0.005)
         return not self.busy
 
-    def _finish(self, edit: ContourEdit | _Refused, apply: bool, seconds: float) -> None:
-        if isinstance(edit, _Refused):  # bad input: one line in the status, nothing changed
-            self.status.setText(str(edit))
+    def _finish(self, planned: PlannedContour | _Refused, apply: bool, seconds: float) -> None:
+        if isinstance(planned, _Refused):  # bad input: one line in the status, nothing changed
+            self.status.setText(str(planned))
             return
-        voxel_cm3 = float(np.prod(self.structure_set.geometry.spacing)) / 1000.0
-        volume = f"{edit.after.count * voxel_cm3:.2f} cm3"
+        edit = planned.edit
         if not apply:
-            self.preview = edit
-            self._show_preview(edit.layer_data)
-            self.status.setText(f"Preview of {edit.output}: {volume} ({seconds:.2f} s). Apply to keep it.")
+            self.preview = planned
+            self._show_preview(planned.__dict__.pop("layer_data", None))
+            volume = edit.after.count * float(np.prod(self.structure_set.geometry.spacing)) / 1000.0
+            self.status.setText(f"Preview of {edit.output}: {volume:.2f} cm3 ({seconds:.2f} s). Apply to keep it.")
             return
-        edit.apply(self.structure_set)
-        self.history.append(edit)
         self.preview = None
         self._show_preview(None)
-        self._show_structure(edit.output, edit.__dict__.pop("layer_data", None))  # history keeps no copy
-        self._refresh_inputs()
-        self.status.setText(f"{edit.output}: {volume} ({edit.operation}). Undo takes it back.")
+        offer_plan(self.host().model, planned)
+        outcome = self.send(planned.request)
+        self.refresh_inputs()
+        if outcome is not None:
+            self.status.setText(outcome.message[:1].upper() + outcome.message[1:] + ". Undo takes it back.")
+        else:
+            self.status.setText("Refused: see the status line.")
 
     def undo(self) -> None:
-        if not self.history or self.busy:
-            self.status.setText("Nothing to undo.")
+        """The session's Undo (the last step, whichever structure it changed)."""
+        if self.busy:
             return
-        edit = self.history[-1]
-        try:
-            edit.revert(self.structure_set)
-        except StructureSetError as err:  # e.g. the output was locked since: say so, keep the step
-            self.status.setText(f"Cannot undo: {err}")
-            return
-        self.history.pop()
-        self._show_structure(edit.output)
-        self._refresh_inputs()
-        self.status.setText(f"Undone: {edit.operation} into {edit.output}.")
+        outcome = self.send(rq.Undo())
+        self.refresh_inputs()
+        if outcome is not None:
+            self.status.setText(outcome.message[:1].upper() + outcome.message[1:] + ".")
 
     def show_stats(self) -> None:
         """Figures of the ticked structures into the status line (computed on a worker thread)."""
@@ -346,8 +324,8 @@ class ContouringPanel(QGroupBox):
             return
         if self.busy:
             return
-        session = self.host()
-        image = session.volume.array if session is not None and session.volume is not None else None
+        view = self.host()
+        image = view.volume.array if view is not None and view.volume is not None else None
         worker = create_worker(_stats_text, self.structure_set, names, image)
         worker.returned.connect(self.status.setText)
         worker.finished.connect(lambda: setattr(self, "_worker", None))
@@ -366,26 +344,7 @@ class ContouringPanel(QGroupBox):
                 self.viewer.layers.remove(layer)
             return
         if layer is None:
-            layer = self.viewer.add_labels(data, name=PREVIEW_LAYER, opacity=0.5, **lt.placement(self._image))
+            layer = self.viewer.add_labels(data, name=PREVIEW_LAYER, opacity=0.5, **lt.placement(self.host().image_layer))
             layer.colormap = lt.label_colormap([], {1: PREVIEW_RGBA})
         else:
             layer.data = data
-
-    def _show_structure(self, name: str, data: np.ndarray | None = None) -> None:
-        """Show (or update, or remove when gone) the layer of a structure made here."""
-        layer_name = LAYER_PREFIX + name
-        layer = self._layer(layer_name)
-        if name not in self.structure_set:
-            if layer is not None:
-                self.viewer.layers.remove(layer)
-            return
-        if data is None:
-            data = self.structure_set.mask(name).astype(np.uint8)
-        if layer is None:
-            layer = self.viewer.add_labels(data, name=layer_name, opacity=0.6, **lt.placement(self._image))
-        else:
-            layer.data = data
-        lt.apply_classes(layer, [LabelClass(1, name, self.structure_set.color(name))])
-
-    def structure_layer(self, name: str):
-        return self._layer(LAYER_PREFIX + name)

@@ -82,7 +82,7 @@ def build_ui(w) -> None:
     v.addWidget(hint)
 
     w.structure_list = StructureList()
-    w.contouring = ContouringPanel(w.viewer, lambda: w.session)
+    w.contouring = ContouringPanel(w.viewer, lambda: w.session, lambda request: w._request(request))
     w.commit_button = QPushButton("Commit (Ctrl+Enter)")
     w.undo_button = QPushButton("Undo")
     w.redo_button = QPushButton("Redo")
