@@ -1,9 +1,10 @@
-"""Screenshot of the Structures section on the sample CT (docs/screenshot_contouring.png).
+"""Screenshot of the Contouring section on the sample CT (docs/screenshot_contouring.png).
 
 A real window is needed (OpenGL): ``xvfb-run -a -s "-screen 0 1800x1100x24" python
-scripts/screenshot_contouring.py [out.png]``. The sample CT's organ labels are imported as
-structures; a 5 to 15 mm ring around the liver is applied (its own layer) and an asymmetric margin
-around the spleen is left as the yellow preview, driven through the panel's public methods.
+scripts/screenshot_contouring.py [out.png]``. The sample CT's organ labels become the
+session's structures; a 5 to 15 mm ring around the liver is applied (a structure of the session,
+in the structure list) and an asymmetric margin around the spleen is left as the yellow preview,
+driven through the panel's public methods.
 """
 
 from __future__ import annotations
@@ -33,7 +34,6 @@ def main(out: Path = OUT) -> None:
     widget.wait_for_prediction(120)
     widget.set_image_layer(image, organs)
     panel = widget.contouring
-    panel.import_target()
     names = panel.structure_set.names()
     liver = next(n for n in names if "liver" in n)
     spleen = next(n for n in names if "spleen" in n)

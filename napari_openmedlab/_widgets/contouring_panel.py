@@ -71,7 +71,8 @@ def _plan_or_error(structures: StructureSet, request: rq.Contour, preview: bool)
 
 def _stats_text(structures: StructureSet, names: list[str], image) -> str:
     """Volume, intensity, centroid per structure; Dice, HD95, surface Dice of the first two."""
-    from ..annotation.contouring import compare, structure_stats
+    from ..annotation.contouring import structure_stats
+    from ..evaluation.structure_comparison import compare
 
     if image is not None and image.shape != structures.shape:
         image = None

@@ -19,8 +19,9 @@ def _fmt(value, digits: int = 1) -> str:
 def run_stats(args) -> int:
     import numpy as np
 
-    from ..annotation.contouring import ContouringError, compare, structure_stats
+    from ..annotation.contouring import ContouringError, structure_stats
     from ..annotation.masks import SparseMask
+    from ..evaluation.structure_comparison import compare
     from ..io import read_volume
     from ..io.atomic import atomic_write_json
     from .contour import labels_json_names, load_structure_volume

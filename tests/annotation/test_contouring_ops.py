@@ -11,7 +11,6 @@ from napari_openmedlab.annotation.contouring import (
     ContouringError,
     Margin,
     apply_operation,
-    compare,
     fill_holes,
     interpolate_slices,
     intersection,
@@ -25,6 +24,7 @@ from napari_openmedlab.annotation.contouring import (
     symmetric_difference,
     union,
 )
+from napari_openmedlab.evaluation.structure_comparison import compare
 from napari_openmedlab.io import Geometry, read_volume
 
 GEOMETRY = Geometry((0.8, 1.1, 2.5), (10.0, -4.0, 3.0), (-1, 0, 0, 0, 1, 0, 0, 0, -1))

@@ -18,18 +18,16 @@ from .cleanup import fill_holes, keep_largest, remove_islands, smooth
 from .interpolate import drawn_slices, interpolate_slices
 from .margins import SIDES, Margin, expand, margin, ring
 from .operations import OPERATIONS, ContourEdit, apply_operation, plan, run_operation
-from .stats import Comparison, StructureStats, compare, structure_stats
+from .stats import StructureStats, structure_stats
 
 __all__ = [
     "OPERATIONS",
     "SIDES",
-    "Comparison",
     "ContourEdit",
     "ContouringError",
     "Margin",
     "StructureStats",
     "apply_operation",
-    "compare",
     "drawn_slices",
     "expand",
     "fill_holes",

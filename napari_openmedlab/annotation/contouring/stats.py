@@ -1,8 +1,8 @@
-"""Statistics of a structure (volume, intensity, extent, centroid) and of a pair (Dice, HD95, NSD).
+"""Statistics of a structure (volume, intensity, extent, centroid).
 
-Positions are physical LPS millimetres ``(x, y, z)`` of voxel centres; the pair metrics are those
-of :mod:`napari_openmedlab.evaluation.metrics` (DeepMind ``surface-distance`` conventions),
-computed on the union of the two boxes plus one voxel.
+Positions are physical LPS millimetres ``(x, y, z)`` of voxel centres. The pair metrics (Dice,
+HD95, surface Dice) live in :mod:`napari_openmedlab.evaluation.structure_comparison`: evaluation
+sits above annotation in the layers.
 """
 
 from __future__ import annotations
@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass
 import numpy as np
 
 from ...io.geometry import Geometry
-from ..masks import EMPTY_BBOX
-from ._common import ContouringError, as_sparse, grow_box, same_shape
+from ._common import ContouringError, as_sparse
 
 
 @dataclass(frozen=True)
@@ -36,16 +35,6 @@ class StructureStats:
 
     def as_dict(self) -> dict:
         return asdict(self)
-
-
-@dataclass(frozen=True)
-class Comparison:
-    """Agreement of two structures: Dice, 95th-percentile Hausdorff (mm), surface Dice at a tolerance."""
-
-    dice: float
-    hd95_mm: float
-    surface_dice: float
-    tolerance_mm: float
 
 
 def structure_stats(mask, geometry: Geometry, image: np.ndarray | None = None, name: str = "") -> StructureStats:
@@ -77,22 +66,4 @@ def structure_stats(mask, geometry: Geometry, image: np.ndarray | None = None, n
     return StructureStats(**out)
 
 
-def compare(a, b, geometry: Geometry, tolerance_mm: float = 1.0) -> Comparison:
-    """Dice, HD95 (mm) and surface Dice (at ``tolerance_mm``) of two structures on one grid."""
-    from ...evaluation.metrics import dice, surface_distances
-
-    a, b = as_sparse(a), as_sparse(b)
-    shape = same_shape([a, b])
-    if tolerance_mm < 0:
-        raise ContouringError(f"tolerance must be >= 0 mm, got {tolerance_mm}")
-    boxes = [m.bbox for m in (a, b) if m.bbox != EMPTY_BBOX]
-    if not boxes:
-        return Comparison(float("nan"), float("nan"), float("nan"), tolerance_mm)
-    box = tuple(min(bx[i] for bx in boxes) for i in range(3)) + tuple(max(bx[i] for bx in boxes) for i in range(3, 6))
-    box = grow_box(box, (1, 1, 1), (1, 1, 1), shape)
-    pa, pb = a.crop(box), b.crop(box)
-    surfaces = surface_distances(pa, pb, geometry.spacing_zyx)
-    return Comparison(dice(pa, pb), surfaces.hausdorff(95.0), surfaces.nsd(tolerance_mm), float(tolerance_mm))
-
-
-__all__ = ["Comparison", "StructureStats", "compare", "structure_stats"]
+__all__ = ["StructureStats", "structure_stats"]
