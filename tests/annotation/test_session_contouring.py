@@ -101,3 +101,34 @@ def test_an_offered_plan_is_used_only_while_its_masks_are_current(session):
     session.handle(r)  # the GTV changed since: computed again
     fresh = plan(session.structures, "margin", ["GTV"], "PTV_check", margin=Margin.isotropic(2.0)).after.dense()
     np.testing.assert_array_equal(session.structures.mask("PTV"), fresh)
+
+
+def test_annotate_replays_contour_requests(tmp_path, capsys):
+    import SimpleITK as sitk
+
+    from napari_openmedlab.cli import main
+
+    labels = np.zeros(SHAPE, np.uint8)
+    labels[6:10, 9:14, 9:14] = 1
+    labels[:, 10:13, 15:18] = 2
+    for array, name in ((np.zeros(SHAPE, np.int16), "ct.nii.gz"), (labels, "seg.nii.gz")):
+        image = sitk.GetImageFromArray(array)
+        image.SetSpacing((0.8, 0.9, 2.0))
+        sitk.WriteImage(image, str(tmp_path / name))
+    steps = [{"type": "contour", "operation": "margin", "inputs": ["label_1"], "output": "PTV", "params": {"mm": 2}},
+             {"type": "contour", "operation": "subtract", "inputs": ["PTV", "label_2"], "output": "PTV_opt"},
+             {"type": "undo"}, {"type": "redo"}]
+    (tmp_path / "steps.json").write_text(json.dumps(steps))
+    args = ["annotate", str(tmp_path / "ct.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+            "--requests", str(tmp_path / "steps.json"), "--out", str(tmp_path / "plan.omlss")]
+    assert main(args) == 0
+    ss = StructureSet.load(tmp_path / "plan.omlss")
+    names = ss.names()
+    assert names[-2:] == ["PTV", "PTV_opt"]
+    np.testing.assert_array_equal(ss.mask("PTV_opt"), ss.mask("PTV") & ~ss.mask(names[1]))
+    (tmp_path / "bad.json").write_text(json.dumps([{"type": "lock", "name": names[1]}, {
+        "type": "contour", "operation": "smooth", "inputs": [names[0]], "output": names[1], "params": {"mm": 1}}]))
+    args[args.index("--requests") + 1] = str(tmp_path / "bad.json")
+    capsys.readouterr()
+    assert main(args) == 1
+    assert "locked" in capsys.readouterr().err
