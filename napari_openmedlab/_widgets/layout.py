@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from .autosave_warning import AutosaveWarning
+from .contouring_panel import ContouringPanel
 from .model_panel import ModelPanel
 from .structure_list import StructureList
 
@@ -81,6 +82,7 @@ def build_ui(w) -> None:
     v.addWidget(hint)
 
     w.structure_list = StructureList()
+    w.contouring = ContouringPanel(w.viewer, lambda: w.session, lambda request: w._request(request))
     w.commit_button = QPushButton("Commit (Ctrl+Enter)")
     w.undo_button = QPushButton("Undo")
     w.redo_button = QPushButton("Redo")
@@ -109,6 +111,7 @@ def build_ui(w) -> None:
     w.sections = QVBoxLayout()
     for child in (layers_box, w.models, prompts_box, w.structure_list):
         w.sections.addWidget(child)
+    w.sections.addWidget(w.contouring)
     lay.addLayout(w.sections)
     lay.addLayout(actions)
     w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)

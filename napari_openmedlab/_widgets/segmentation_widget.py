@@ -307,6 +307,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     def refresh_structures(self) -> None:
         """Show the session's structures in the list."""
         self.structure_list.set_rows(self.session.rows(), self.session.selected)
+        self.contouring.refresh_inputs()
 
     def _request(self, request, done: str | None = None):
         """Send ``request`` to the session; a refused one shows why (nothing changed). Returns the

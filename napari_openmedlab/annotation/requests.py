@@ -289,6 +289,49 @@ class SetVisible(Request):
         object.__setattr__(self, "visible", bool(self.visible))
 
 
+# --- contouring -----------------------------------------------------------------------------------
+def _json_value(value, what: str):
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, (list, tuple)):
+        return [_json_value(v, what) for v in value]
+    raise RequestError(f"{what}: numbers, text or lists expected, got {value!r}")
+
+
+@dataclass(frozen=True)
+class Contour(Request):
+    """A contouring operation (:mod:`.contouring`) on named ``inputs`` into ``output`` (new, or an
+    unlocked existing structure): one undo step.
+
+    ``params`` are the operation's JSON parameters (mm); a margin is ``{"mm": 5}`` (negative
+    shrinks) or ``{"sides": [R, L, A, P, S, I]}`` (or the text ``"R5,L5,A10,P3,S7,I2"``).
+    """
+
+    type: ClassVar[str] = "contour"
+    operation: str
+    inputs: tuple[str, ...]
+    output: str
+    params: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from .contouring.operations import OPERATIONS  # scipy-backed: loaded only when used
+
+        if self.operation not in OPERATIONS:
+            raise RequestError(f"contour operation is one of {', '.join(OPERATIONS)}; got {self.operation!r}")
+        if isinstance(self.inputs, str) or not isinstance(self.inputs, (list, tuple)) or not self.inputs:
+            raise RequestError(f"contour inputs: a list of structure names, got {self.inputs!r}")
+        object.__setattr__(self, "inputs", tuple(_name(n, "contour input") for n in self.inputs))
+        object.__setattr__(self, "output", _name(self.output, "contour output"))
+        if not isinstance(self.params, dict) or not all(isinstance(k, str) for k in self.params):
+            raise RequestError(f"contour params: a mapping of names to values, got {self.params!r}")
+        object.__setattr__(self, "params", {k: _json_value(v, f"contour param {k}") for k, v in self.params.items()})
+
+    def to_dict(self) -> dict:
+        out = super().to_dict()
+        out["params"] = dict(self.params)
+        return out
+
+
 # --- history --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Undo(Request):
@@ -314,6 +357,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
         Rename,
         Lock,
         SetVisible,
+        Contour,
         Undo,
         Redo,
     )

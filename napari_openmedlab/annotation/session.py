@@ -168,6 +168,7 @@ class AnnotationSession:
             rq.Rename: self._rename,
             rq.Lock: self._lock,
             rq.SetVisible: self._visible,
+            rq.Contour: self._contour,
             rq.Undo: self._undo,
             rq.Redo: self._redo,
         }
@@ -417,6 +418,11 @@ class AnnotationSession:
     def _visible(self, r: rq.SetVisible) -> Outcome:
         self.structures.set_visible(r.name, r.visible)
         return Outcome(r, [r.name], message=f"{r.name} {'shown' if r.visible else 'hidden'}")
+
+    def _contour(self, r: rq.Contour) -> Outcome:
+        from .session_contouring import handle_contour  # scipy-backed: loaded on first use
+
+        return handle_contour(self, r)
 
     def _structure_step(self, description: str, changes: list) -> None:
         self.history.push(SessionStep(description, changes))

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 
 def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant
+    from ..annotation.contouring import ContouringError
+    from ..annotation.structure_set import StructureSetError
     from ..engines.base import EngineError, PromptError
     from ..evaluation.errors import EvaluationInputError
     from ..io.errors import VolumeReadError, VolumeWriteError
@@ -21,6 +23,8 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         FileNotFoundError,
         DeviceError,
         EvaluationInputError,
+        ContouringError,
+        StructureSetError,
     ]
     try:
         from ..annotation.autosave import RecoveryError
