@@ -557,3 +557,22 @@ def test_cuda_path_matches_cpu_path(monkeypatch):
     low_gpu, _ = model.decode(gpu, point_coords=[[30.0, 40.0]], point_labels=[1], multimask_output=True)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(low_gpu.cpu(), low_cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_the_2d_models_load_without_torchvision():
+    """segment_anything's package __init__ imports torchvision, which a CPU-only environment may lack
+    or hold as a build that does not load beside its torch: our network must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['torchvision'] = None  # any import of it now raises ImportError\n"
+        "from napari_openmedlab.models.sam_med2d import Sam2DModel, small_config\n"
+        "model = Sam2DModel(small_config('sam-med2d'))\n"
+        "assert 'segment_anything' not in sys.modules, 'the public package ran'\n"
+        "print(sum(p.numel() for p in model.parameters()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) > 0
