@@ -39,9 +39,10 @@ def _load_modeling():
     return module
 
 
-_modeling = _load_modeling()
-MaskDecoder = _modeling.MaskDecoder
-PromptEncoder = _modeling.PromptEncoder
-TwoWayTransformer = _modeling.TwoWayTransformer
+modeling = _load_modeling()
+"""``segment_anything.modeling`` itself (also ``Sam``, ``ImageEncoderViT``: tests compare against them)."""
+MaskDecoder = modeling.MaskDecoder
+PromptEncoder = modeling.PromptEncoder
+TwoWayTransformer = modeling.TwoWayTransformer
 
 __all__ = ["MaskDecoder", "PromptEncoder", "TwoWayTransformer"]
