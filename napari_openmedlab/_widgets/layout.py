@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 
 from .classes_panel import ClassesPanel
 from .model_panel import ModelPanel
+from .view_controls import ViewControls
 
 NEW_TARGET = "<new labels layer>"
 
@@ -103,7 +104,8 @@ def build_ui(w) -> None:
 
     inner = QWidget()
     lay = QVBoxLayout(inner)
-    for child in (layers_box, w.models, prompts_box, w.classes):
+    w.view_controls = ViewControls(w.viewer)  # axial/coronal/sagittal/3D and orientation letters
+    for child in (w.view_controls, layers_box, w.models, prompts_box, w.classes):
         lay.addWidget(child)
     lay.addLayout(actions)
     lay.addWidget(w.banner)

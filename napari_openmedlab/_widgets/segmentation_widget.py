@@ -378,6 +378,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
         self.interaction.detach()
+        self.view_controls.detach()
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_combos),
             (self.viewer.layers.events.removed, self._on_layer_removed),
