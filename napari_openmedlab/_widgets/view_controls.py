@@ -33,6 +33,12 @@ _EDGES = {"top": "top_center", "bottom": "bottom_center", "left": "middle_left",
 _OVERLAY_PREFIX = "openmedlab_orientation_"
 
 
+def camera(viewer):
+    """The viewer's camera (``viewer.scene.camera`` since napari 0.9, ``viewer.camera`` before)."""
+    scene = getattr(viewer, "scene", None)
+    return scene.camera if scene is not None else viewer.camera
+
+
 @dataclass(frozen=True)
 class ViewSpec:
     name: str
@@ -71,7 +77,7 @@ def show_view(viewer, name: str) -> None:
         order = list(range(ndim))
     viewer.dims.ndisplay = spec.ndisplay
     viewer.dims.order = tuple(order)
-    viewer.camera.orientation2d = (spec.vertical, "right")
+    camera(viewer).orientation2d = (spec.vertical, "right")
     viewer.reset_view()
 
 
@@ -83,7 +89,7 @@ def current_view(viewer) -> str | None:
         return "3d"
     lead = viewer.dims.ndim - 3
     shown = tuple(a - lead for a in viewer.dims.order[-2:])
-    vertical, horizontal = (str(o) for o in viewer.camera.orientation2d)
+    vertical, horizontal = (str(o) for o in camera(viewer).orientation2d)
     for spec in VIEWS.values():
         if spec.ndisplay == 2 and spec.shown == shown and spec.vertical == vertical and horizontal == "right":
             return spec.name
@@ -100,7 +106,7 @@ def edge_letters(viewer) -> dict[str, str] | None:
     v_axis, h_axis = (a - lead for a in dims.order[-2:])
     if v_axis < 0 or h_axis < 0:
         return None
-    vertical, horizontal = (str(o) for o in viewer.camera.orientation2d)
+    vertical, horizontal = (str(o) for o in camera(viewer).orientation2d)
     v_low, v_high = _AXIS_LETTERS[v_axis]
     h_low, h_high = _AXIS_LETTERS[h_axis]
     top, bottom = (v_high, v_low) if vertical == "up" else (v_low, v_high)
@@ -118,8 +124,8 @@ def keep_superior_up(viewer) -> None:
     if v_axis < 0:
         return
     wanted = ("up" if v_axis == 0 else "down", "right")
-    if tuple(str(o) for o in viewer.camera.orientation2d) != wanted:
-        viewer.camera.orientation2d = wanted
+    if tuple(str(o) for o in camera(viewer).orientation2d) != wanted:
+        camera(viewer).orientation2d = wanted
 
 
 class OrientationLetters:
@@ -136,7 +142,7 @@ class OrientationLetters:
             if key not in overlays:
                 overlays[key] = TextOverlay(position=position, font_size=14, color="yellow")
             self.overlays[edge] = overlays[key]
-        self._sources = (viewer.dims.events.order, viewer.dims.events.ndisplay, viewer.camera.events.orientation)
+        self._sources = (viewer.dims.events.order, viewer.dims.events.ndisplay, camera(viewer).events.orientation)
         for event in self._sources:
             event.connect(self.update)
         self.update()
@@ -180,7 +186,7 @@ class ViewControls(QGroupBox):
             viewer.bind_key(spec.shortcut, self._key_handler(spec.name), overwrite=True)
             self._bound.append(spec.shortcut)
         viewer.dims.events.order.connect(self._on_order)
-        self._sources = (viewer.dims.events.order, viewer.dims.events.ndisplay, viewer.camera.events.orientation)
+        self._sources = (viewer.dims.events.order, viewer.dims.events.ndisplay, camera(viewer).events.orientation)
         for event in self._sources:
             event.connect(self._sync_buttons)
         keep_superior_up(viewer)
