@@ -92,15 +92,21 @@ class Prompts:
         """Raise :class:`PromptError` for a click that lies outside a grid of ``shape``."""
         for p in self.points:
             if not np.all(np.isfinite(p)):
-                raise PromptError(f"click at voxel (z, y, x) = {tuple(p)} is not a finite position")
+                raise PromptError(f"click at voxel (z, y, x) = {_plain(p)} is not a finite position")
             if np.any(p < -0.5) or np.any(p > np.asarray(shape) - 0.5):
                 raise PromptError(
-                    f"click at voxel (z, y, x) = {tuple(np.round(p, 1))} lies outside the volume "
-                    f"of shape {tuple(shape)}"
+                    f"click at voxel (z, y, x) = {_plain(p)} lies outside the volume of shape "
+                    f"{_plain(shape)} (valid: 0..{int(shape[0]) - 1}, 0..{int(shape[1]) - 1}, "
+                    f"0..{int(shape[2]) - 1})"
                 )
         for b in self.boxes:
             if not 0 <= b.index < shape[b.axis]:
                 raise PromptError(f"box on slice {b.index} of axis {b.axis}: outside 0..{shape[b.axis] - 1}")
+
+
+def _plain(values) -> str:
+    """``(15, 500.5, 40)``: numbers as a user typed them, not numpy reprs like ``np.float64(15.0)``."""
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
 
 
 @dataclass
