@@ -41,6 +41,8 @@ class FilesMixin:
     def restore_autosave(self) -> bool:
         """Load the autosaved labels and prompt log of this image into the target layer."""
         ok = self.session.restore_autosave()
+        if ok:  # the session took the autosave's class names and colours: show them
+            self.classes.set_classes(self.session.classes, emit=False)
         self.banner.hide()
         self.show_status("Restored the autosaved labels." if ok else "No autosave for this image.")
         return ok

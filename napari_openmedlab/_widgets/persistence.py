@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 
 from ..annotation.autosave import write_json_atomic
+from ..annotation.label_classes import classes_from_json
 from ..annotation.prompt_log import log_document
 from ..annotation.undo import LabelDiff, Step
 from ..io import Volume, VolumeWriteError, write_volume
@@ -68,6 +69,8 @@ class PersistenceMixin:
             data[diff.slices] = diff.after
             self.history.push(Step("restore autosave", labels=diff))
         self.records = list(log.get("commits", []))
+        if log.get("classes"):  # the names and colours the work was made with, not the defaults
+            self.set_classes(classes_from_json(log["classes"]))
         self.labels_layer.refresh()
         return True
 
