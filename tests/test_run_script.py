@@ -29,6 +29,7 @@ if [ "$1" = "-m" ] && [ "$2" = "venv" ]; then
   chmod +x "$3/bin/pip" "$3/bin/python"
   exit 0
 fi
+[ "$1" = "-c" ] && exit 0  # version and venv-module checks: a Python 3.10+ with venv
 exit 1
 """
 
@@ -68,6 +69,19 @@ def test_without_a_gpu_every_install_is_held_to_the_cpu_torch(tmp_path):
 def test_a_second_setup_installs_nothing(tmp_path):
     assert _run_setup(tmp_path)
     assert _run_setup(tmp_path) == []
+
+
+def test_a_python_without_venv_is_named_before_anything_is_made(tmp_path):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    _stand_in(bin_dir, "python3", "#!/usr/bin/env bash\n[ \"$1\" = -c ] && case \"$2\" in *ensurepip*) exit 1;; esac\nexit 0\n")
+    _stand_in(bin_dir, "dpkg", "#!/usr/bin/env bash\nexit 0\n")
+    env = {"PATH": os.pathsep.join([str(bin_dir), "/usr/bin", "/bin"]), "HOME": str(tmp_path),
+           "OPENMEDLAB_VENV": str(tmp_path / "venv")}
+    result = subprocess.run(["bash", str(REPO / "run"), "setup"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 1 and "python3-venv" in result.stderr
+    assert not (tmp_path / "venv").exists()
 
 
 def test_the_torch_build_can_be_chosen(tmp_path):
