@@ -1,6 +1,6 @@
 """Write docs/view_{axial,coronal,sagittal}.png: the sample CT in the three views, with the letters.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python docs/make_view_screenshots.py
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshot_views.py
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from skimage.io import imsave
 from napari_openmedlab._widgets.view_controls import ViewControls
 from napari_openmedlab.cli.view import open_viewer
 
-HERE = Path(__file__).parent
+HERE = Path(__file__).resolve().parents[1] / "docs"
 
 
 def main() -> None:
