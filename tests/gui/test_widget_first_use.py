@@ -1,4 +1,4 @@
-"""The widget on first use: restored class names, a hidden reference, a dock that fits 1280 pixels,
+"""The widget on first use: restored structure names and colours, a hidden reference, a dock that fits 1280 pixels,
 a sensible save name, window presets and an intensity readout for any engine, shortcut tooltips."""
 
 from __future__ import annotations
@@ -20,19 +20,25 @@ def _segment(w, zyx=(12, 16, 16), class_id=2):
     return w.commit()
 
 
-def test_restoring_an_autosave_brings_back_class_names_and_colours(make_widget):
+def test_restoring_an_autosave_brings_back_structure_names_and_colours(make_widget):
+    # the structure-set autosave keeps each structure's name and colour (issue #11's restored class
+    # names, served by the .omlss generations of issue #14)
     viewer, w = make_widget()
     classes = [LabelClass(1, "liver", "#aa3311"), LabelClass(2, "spleen", "#11cc44")]
-    w.classes.set_classes(classes)
+    w.add_class_structures(classes)
     _segment(w, class_id=2)
     assert w.wait_for_autosave(30)
 
     viewer2, w2 = make_widget()  # the same image again: its autosave is offered
-    assert [c.name for c in w2.session.classes][:2] == ["label_1", "label_2"]
+    assert w2.session.structures.names() == []
     assert w2.restore_autosave()
-    assert [(c.id, c.name, c.color) for c in w2.session.classes] == [(1, "liver", "#aa3311"), (2, "spleen", "#11cc44")]
-    assert [c.name for c in w2.classes.classes()] == ["liver", "spleen"]  # the table shows them
-    np.testing.assert_allclose(w2.session.labels_layer.get_color(2)[:3], [0x11 / 255, 0xCC / 255, 0x44 / 255], atol=0.01)
+    structures = w2.session.structures
+    assert [(s.label_id, s.name, s.color.lower()) for s in structures] == [(1, "liver", "#aa3311"), (2, "spleen", "#11cc44")]
+    table = w2.structure_list.table
+    assert [table.item(i, 1).text() for i in range(table.rowCount())] == ["liver", "spleen"]  # the list shows them
+    assert (w2.session.labels_layer.data == 2).sum() > 0
+    np.testing.assert_allclose(w2.session.labels_layer.colormap.map(np.array([2]))[0][:3],
+                               [0x11 / 255, 0xCC / 255, 0x44 / 255], atol=0.01)
 
 
 def test_the_sample_reference_starts_hidden(make_napari_viewer):
@@ -70,13 +76,13 @@ def test_save_proposes_the_image_folder_and_a_name_without_spaces(make_widget, t
     viewer, w = make_widget()
     w.session.source = str(tmp_path / "ct.nii.gz")
     (tmp_path / "ct.nii.gz").write_bytes(b"")
-    w.classes.set_classes([LabelClass(1, "liver", "#aa3311"), LabelClass(2, "left kidney", "#11cc44")])
+    w.add_class_structures([LabelClass(1, "liver", "#aa3311"), LabelClass(2, "left kidney", "#11cc44")])
     w.select_class(1)
-    assert w.suggested_save_path() == tmp_path / "ct_liver.nii.gz"
+    assert w.suggested_save_path() == tmp_path / "ct_liver.nii.gz"  # nothing drawn: the selected one
     _segment(w, class_id=2)
-    assert w.suggested_save_path() == tmp_path / "ct_left_kidney.nii.gz"
+    assert w.suggested_save_path() == tmp_path / "ct_left_kidney.nii.gz"  # the one drawn structure
     _segment(w, zyx=(12, 32, 34), class_id=1)
-    assert w.suggested_save_path() == tmp_path / "ct_labels.nii.gz"
+    assert w.suggested_save_path() == tmp_path / "ct_structures.omlss"  # several: keep their overlaps
     w.session.source = None  # an image made in napari: the working folder, the layer's name
     assert w.suggested_save_path().parent == Path.cwd() and " " not in w.suggested_save_path().name
 
