@@ -18,6 +18,9 @@ def sample_ct() -> list[tuple]:
 
 
 def sample_ct_with_organs() -> list[tuple]:
-    """The CT and its 41-organ reference segmentation; organ names show on hover."""
-    labels = labels_layer_data(read_volume(SAMPLE_SEG), label_names_beside(str(SAMPLE_SEG)), name="organs")
-    return [*sample_ct(), labels]
+    """The CT and its 41-organ reference segmentation (hidden until shown); names show on hover."""
+    data, kwargs, kind = labels_layer_data(
+        read_volume(SAMPLE_SEG), label_names_beside(str(SAMPLE_SEG)), name="organs"
+    )
+    # The reference starts hidden: shown, it covers the first preview the user makes.
+    return [*sample_ct(), (data, {**kwargs, "visible": False}, kind)]

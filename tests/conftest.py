@@ -1,9 +1,11 @@
+import os
 from pathlib import Path
 
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+# $OPENMEDLAB_TEST_DATA: the data folder when the checkout is not beside ../shared (a fresh clone)
+SHARED_DATA = Path(os.environ.get("OPENMEDLAB_TEST_DATA") or REPO.parent / "shared" / "data")
 
 
 @pytest.fixture(scope="session")

@@ -2,11 +2,27 @@
 
 from __future__ import annotations
 
+import re
+from pathlib import Path
+
 from qtpy.QtWidgets import QFileDialog
 
 from ..annotation.structure_set import StructureSetError
 
 FILTERS = "Structure set (*.omlss);;NIfTI (*.nii.gz);;NIfTI (*.nii);;NRRD (*.nrrd);;MetaImage (*.mha)"
+_IMAGE_SUFFIXES = (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd", ".dcm")
+
+
+def _strip_image_suffix(name: str) -> str:
+    for suffix in _IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _safe(text: str) -> str:
+    """Letters, digits, ``-`` and ``.`` kept; runs of anything else (spaces, slashes) become ``_``."""
+    return re.sub(r"[^A-Za-z0-9.-]+", "_", text).strip("_.")
 
 
 class FilesMixin:
@@ -27,11 +43,31 @@ class FilesMixin:
         self.show_status(text)
         return saved
 
+    def suggested_save_path(self) -> Path:
+        """Where *Save…* starts: the image's own folder, a name without spaces. One drawn structure
+        (or none yet: the selected one) -> ``<image>_<structure>.nii.gz`` (``ct_liver.nii.gz``: a
+        label map loses nothing); several -> ``<image>_structures.omlss``, which keeps their overlaps,
+        locks and prompts. The working folder for an image that came from no file."""
+        session = self.session
+        source = Path(session.source) if session.source else None
+        if source is not None and source.exists():
+            folder = source if source.is_dir() else source.parent  # a DICOM series: beside its slices
+            stem = source.name if source.is_dir() else _strip_image_suffix(source.name)
+        else:
+            folder, stem = Path.cwd(), session.image_layer.name if session.image_layer else "labels"
+        structures = session.structures
+        drawn = [s.name for s in structures if not structures.sparse(s.name).empty] if structures else []
+        if len(drawn) > 1:
+            return folder / f"{_safe(stem) or 'image'}_structures.omlss"
+        what = drawn[0] if drawn else session.selected or "labels"
+        name = "_".join(part for part in (_safe(stem), _safe(what)) if part) or "labels"
+        return folder / f"{name}.nii.gz"
+
     def _save_dialog(self) -> None:
         if self.session.labels_layer is None:
             return
         path, selected = QFileDialog.getSaveFileName(
-            self, "Save structures", f"{self.session.image_layer.name}.omlss", FILTERS
+            self, "Save structures", str(self.suggested_save_path()), FILTERS
         )
         if path:
             if not path.lower().endswith((".omlss", ".nii.gz", ".nii", ".nrrd", ".mha")):
@@ -54,8 +90,9 @@ class FilesMixin:
             self.banner.hide()
 
     def restore_autosave(self) -> bool:
-        """Load the newest readable autosave of this image's structures (a damaged newest one
-        falls back to the previous generation, and the status line says so)."""
+        """Load the newest readable autosave of this image's structures, with their names and
+        colours (a damaged newest one falls back to the previous generation, and the status line
+        says so)."""
         try:
             message = self.session.restore_autosave()
         except (StructureSetError, AttributeError) as err:  # every generation damaged: say so,

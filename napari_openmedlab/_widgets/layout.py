@@ -21,10 +21,13 @@ from qtpy.QtWidgets import (
 
 from .autosave_warning import AutosaveWarning
 from .contouring_panel import ContouringPanel
+from .display_controls import DisplayControls
 from .model_panel import ModelPanel
 from .structure_list import StructureList
+from .view_controls import ViewControls
 
 NEW_TARGET = "<new structure set>"
+BOX_TOOLTIP = "2D models: drag a rectangle on a slice to segment what it holds"
 
 
 class LayerCombo(QComboBox):
@@ -70,14 +73,18 @@ def build_ui(w) -> None:
         "any orientation and in the 3D view."
     )
     hint.setWordWrap(True)
-    row = QHBoxLayout()
-    for child in (w.click_check, w.negative_button, w.box_button, w.clear_button):
+    row = QHBoxLayout()  # two rows of two: four in one row made the dock wider than 1280-pixel screens allow
+    for child in (w.click_check, w.negative_button):
         row.addWidget(child)
+    row2 = QHBoxLayout()
+    for child in (w.box_button, w.clear_button):
+        row2.addWidget(child)
     propagate_row = QHBoxLayout()
     propagate_row.addWidget(w.propagate_button, 1)
     propagate_row.addWidget(w.cancel_propagation_button)
     v = QVBoxLayout(prompts_box)
     v.addLayout(row)
+    v.addLayout(row2)
     v.addLayout(propagate_row)
     v.addWidget(hint)
 
@@ -107,9 +114,11 @@ def build_ui(w) -> None:
 
     inner = QWidget()
     lay = QVBoxLayout(inner)
+    w.view_controls = ViewControls(w.viewer)  # axial/coronal/sagittal/3D and orientation letters
+    w.display_controls = DisplayControls(w.viewer, lambda: w.session.image_layer)  # window, HU readout
     # the sections, top to bottom; other panels are added to w.sections (a QVBoxLayout) after these
     w.sections = QVBoxLayout()
-    for child in (layers_box, w.models, prompts_box, w.structure_list):
+    for child in (w.view_controls, w.display_controls, layers_box, w.models, prompts_box, w.structure_list):
         w.sections.addWidget(child)
     w.sections.addWidget(w.contouring)
     lay.addLayout(w.sections)
@@ -161,3 +170,24 @@ def build_ui(w) -> None:
     w.discard_button.clicked.connect(w.discard_autosave)
     for keys, slot in (("Ctrl+Return", w.commit), ("Ctrl+Z", w.undo), ("Ctrl+Shift+Z", w.redo)):
         QShortcut(QKeySequence(keys), w, slot, context=Qt.WidgetWithChildrenShortcut)
+    for button, tip in TOOLTIPS.items():
+        getattr(w, button).setToolTip(tip)
+    for combo in w.findChildren(QComboBox):
+        # a combo is as wide as its longest entry by default ("Generic (label_1 … label_10)"),
+        # which pushed the dock past the width of a 1280-pixel window; long entries now elide
+        combo.setSizeAdjustPolicy(QComboBox.SizeAdjustPolicy.AdjustToMinimumContentsLengthWithIcon)
+        combo.setMinimumContentsLength(8)
+
+
+TOOLTIPS = {
+    "click_check": "Left click: a positive click. Shift+click or right click: a negative one.",
+    "negative_button": "Make every click negative until pressed again (N)",
+    "box_button": BOX_TOOLTIP,
+    "clear_button": "Forget the current object's clicks, boxes and preview (Esc)",
+    "cancel_propagation_button": "Stop the propagation (Esc)",
+    "commit_button": "Write the preview into the selected structure, by the commit mode (Ctrl+Enter)",
+    "undo_button": "Undo the last click, commit, edit or restore, in any structure (Ctrl+Z)",
+    "redo_button": "Redo what was undone (Ctrl+Shift+Z)",
+    "save_button": "Save the structures: .omlss keeps everything; a label map (.nii.gz, ...) gets its prompt log beside it",
+}
+"""Every button says what it does and its keyboard shortcut (napari key bindings in interaction.py)."""

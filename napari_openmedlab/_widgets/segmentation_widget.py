@@ -29,7 +29,7 @@ from ..models.weights import WeightsError
 from . import layer_tools as lt
 from .files import FilesMixin
 from .interaction import ViewerInteraction, pick_3d, slice_axis
-from .layout import NEW_TARGET, build_ui
+from .layout import BOX_TOOLTIP, NEW_TARGET, build_ui
 from .prompt_tools import PromptToolsMixin
 from .session import SessionView
 from .worker import EngineRunner
@@ -175,7 +175,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
 
     def _load_model(self, name: str, checkpoint, device: str) -> None:
         self.box_button.setEnabled(get_spec(name).family == "2d")
-        self.box_button.setToolTip("" if self.box_button.isEnabled() else "This model takes clicks only.")
+        self.box_button.setToolTip(BOX_TOOLTIP if self.box_button.isEnabled() else "This model takes clicks only.")
         self.propagate_button.setEnabled(False)  # until the engine is loaded
         if self.session.volume is None:
             return
@@ -472,6 +472,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
         self.interaction.detach()
+        self.view_controls.detach()
+        self.display_controls.detach()
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_combos),
             (self.viewer.layers.events.removed, self._on_layer_removed),

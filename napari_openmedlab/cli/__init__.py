@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import re
 import sys
 
 from .. import __version__
@@ -28,10 +29,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_NEGATIVE_LIST = re.compile(r"^-(\d|\.\d)[\d.eE+-]*(,[^,]*)+$")
+
+
+def attach_negative_values(argv: list[str]) -> list[str]:
+    """``--point -5,10,10`` -> ``--point=-5,10,10``.
+
+    argparse takes a value that starts with ``-`` for an option unless it is a single number, so a
+    point or box whose first coordinate is negative would be refused. A comma-separated list of
+    numbers after an option that has no ``=`` yet is its value, never an option.
+    """
+    out: list[str] = []
+    for token in argv:
+        if out and _NEGATIVE_LIST.match(token) and out[-1].startswith("--") and "=" not in out[-1]:
+            out[-1] = f"{out[-1]}={token}"
+        else:
+            out.append(token)
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of ``openmedlab``; returns the process exit code."""
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(attach_negative_values(sys.argv[1:] if argv is None else list(argv)))
     if not getattr(args, "run", None):
         parser.print_help()
         return 2

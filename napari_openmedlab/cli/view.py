@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 PLUGIN, WIDGET = "napari-openmedlab", "Interactive segmentation"
 DOCK_NAME = f"{WIDGET} ({PLUGIN})"
 """The dock's title as napari names a plugin widget (the CLI is below the widget layer: it docks the
@@ -15,30 +18,38 @@ def add_parser(subparsers) -> None:
     p.set_defaults(run=run)
 
 
+# Qt platforms that need no display server.
+_HEADLESS_QT = ("offscreen", "minimal", "vnc", "eglfs", "linuxfb")
+
+
+def display_problem() -> str | None:
+    """Why napari cannot open a window here, or None. Checked before Qt is imported: without a
+    display Qt aborts the whole process with a multi-line dump that says nothing useful."""
+    if not sys.platform.startswith("linux"):
+        return None  # macOS and Windows always have their window system
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return None
+    if os.environ.get("QT_QPA_PLATFORM", "").split(":")[0] in _HEADLESS_QT:
+        return None
+    return ("no display to open napari on: set DISPLAY (e.g. ssh -X, or a desktop session), "
+            "or run it under a virtual one: xvfb-run -a openmedlab view")
+
+
 def run(args) -> int:
-    check_folders(args.files)
+    from ..io import check_readable
+
+    for path in args.files:  # a clear line now, not a napari traceback once the window is up
+        check_readable(path)
+    problem = display_problem()
+    if problem:
+        print(f"openmedlab: error: {problem}", file=sys.stderr)
+        return 2
     viewer = open_viewer(args.files, dock_widget=not args.no_widget)
     import napari
 
     napari.run()
     del viewer
     return 0
-
-
-def check_folders(files: list[str]) -> None:
-    """Refuse, before napari starts, a folder that holds no DICOM series (e.g. an empty one)."""
-    from pathlib import Path
-
-    from ..io import NoDicomSeriesError, list_dicom_series
-
-    for name in files:
-        folder = Path(name)
-        if not folder.is_dir():
-            continue
-        if not any(folder.iterdir()):
-            raise NoDicomSeriesError(f"{folder}: the folder is empty; give image files or a DICOM folder")
-        if not list_dicom_series(folder):
-            raise NoDicomSeriesError(f"{folder}: no DICOM series found in this folder")
 
 
 def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True, viewer=None):

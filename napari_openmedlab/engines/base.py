@@ -98,11 +98,12 @@ class Prompts:
         """Raise :class:`PromptError` for a click that lies outside a grid of ``shape``."""
         for p in self.points:
             if not np.all(np.isfinite(p)):
-                raise PromptError(f"click at voxel (z, y, x) = {tuple(p)} is not a finite position")
+                raise PromptError(f"click at voxel (z, y, x) = {_plain(p)} is not a finite position")
             if np.any(p < -0.5) or np.any(p > np.asarray(shape) - 0.5):
                 raise PromptError(
-                    f"click at voxel (z, y, x) = {tuple(np.round(p, 1))} lies outside the volume "
-                    f"of shape {tuple(shape)}"
+                    f"click at voxel (z, y, x) = {_plain(p)} lies outside the volume of shape "
+                    f"{_plain(shape)} (valid: 0..{int(shape[0]) - 1}, 0..{int(shape[1]) - 1}, "
+                    f"0..{int(shape[2]) - 1})"
                 )
         for b in self.boxes:
             if b.axis not in (0, 1, 2):
@@ -130,6 +131,11 @@ class Prompts:
                     f"click at voxel (z, y, x) = {zyx} lands on a voxel with no value ({array[zyx]}); "
                     "click inside the image"
                 )
+
+
+def _plain(values) -> str:
+    """``(15, 500.5, 40)``: numbers as a user typed them, not numpy reprs like ``np.float64(15.0)``."""
+    return "(" + ", ".join(f"{float(v):.4g}" for v in values) + ")"
 
 
 @dataclass

@@ -48,9 +48,11 @@ slice-to-Prediction step and the seeds of propagation.
 
 from __future__ import annotations
 
+import logging
 import os
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -100,6 +102,25 @@ PREPROCESS_KIND = {"sam-med2d": "sam-med2d", "sam-vit-b": "sam", "medsam": "meds
 def default_propagation_options(kind: str) -> PropagationOptions:
     """MedSAM is trained on boxes only: no point in its prompts; the others get box + point."""
     return PropagationOptions(use_point=kind != "medsam")
+
+
+log = logging.getLogger(__name__)
+
+CONVERT_ENV = "OPENMEDLAB_CONVERT_CHECKPOINTS"
+"""``1``: keep a safetensors copy of each 2D checkpoint in the weights cache (faster later loads)."""
+
+
+def _announce_copy(source, folder) -> None:
+    """Say where a converted copy goes and how to stop it, before it is written (never silently)."""
+    from ..models.sam_med2d.checkpoint import converted_paths
+
+    copy, _ = converted_paths(source, folder)
+    if not copy.is_file():
+        log.warning(
+            "writing a safetensors copy of %s to %s (about a third of the checkpoint's %.0f MB: the "
+            "network without the optimizer state); unset %s to read checkpoints in place instead",
+            Path(source).name, copy, Path(source).stat().st_size / 1e6, CONVERT_ENV,
+        )
 
 
 class Sam2DEngine(Engine):
@@ -177,15 +198,19 @@ class Sam2DEngine(Engine):
         device: str = "auto",
         *,
         config=None,
-        convert_cache: str | os.PathLike | None | bool = True,
+        convert_cache: str | os.PathLike | None | bool = None,
         **kwargs,
     ) -> Sam2DEngine:
         """Build ``spec``'s network, load the checkpoint at ``path``, wrap it in an engine.
 
         The checkpoint is read without running pickled code (official ``.pth`` training
-        checkpoints included) by :func:`~napari_openmedlab.models.sam_med2d.build_sam2d`; a
-        ``.pth`` is converted once to a safetensors copy kept in ``convert_cache`` (True: the
-        ``safetensors`` folder of the weights cache; None/False: read the file every time).
+        checkpoints included) by :func:`~napari_openmedlab.models.sam_med2d.build_sam2d`, in
+        place: only the network's tensors are read out of the file, nothing is written. A
+        safetensors copy (about a third of the official 1.1 GB training checkpoint: the optimizer
+        state is left out) loads faster the next time but costs disk space, so it is made only on
+        request: ``convert_cache`` a folder, or True for the ``safetensors`` folder of the weights
+        cache; None (default) asks ``$OPENMEDLAB_CONVERT_CHECKPOINTS`` (``1``: the weights cache).
+        Where a copy is written, its path and size are logged at WARNING level.
 
         Args:
             device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
@@ -197,12 +222,16 @@ class Sam2DEngine(Engine):
         from ..models.sam_med2d import build_sam2d
 
         dev = resolve_device(device) if isinstance(device, str) else torch.device(device)
+        if convert_cache is None:
+            convert_cache = os.environ.get(CONVERT_ENV, "").strip().lower() in ("1", "true", "yes")
         if convert_cache is True:
             from ..models.weights import cache_dir
 
             convert_cache = cache_dir() / "safetensors"
         if not convert_cache or str(path).endswith(".safetensors"):
             convert_cache = None
+        else:
+            _announce_copy(path, convert_cache)
         network = build_sam2d(
             config if config is not None else spec.name,
             path,

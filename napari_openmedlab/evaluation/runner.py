@@ -55,6 +55,7 @@ __all__ = [
     "load_class_names",
     "markdown_table",
     "mean_dice_by_click",
+    "dice_figure",
     "plot_dice",
     "read_csv",
     "write_csv",
@@ -464,43 +465,68 @@ def markdown_table(
     return "\n".join(lines)
 
 
-def plot_dice(rows: Sequence[ClickResult], path: str | os.PathLike, title: str | None = None) -> Path:
-    """Dice vs number of clicks, one line per class (mean over cases) and the overall mean.
+_NAMED_LINES_MAX = 12
+"""Up to this many structures get a coloured, named line each; more are drawn as one grey family
+(a legend of 41 names is unreadable) under the mean, with the best and worst named."""
 
-    Drawn with Matplotlib's Agg canvas directly: no pyplot, no change to a running GUI backend.
-    """
+
+def dice_figure(rows: Sequence[ClickResult], title: str | None = None):
+    """The Dice-vs-clicks figure (a Matplotlib ``Figure``): one line per structure (mean over
+    cases), the mean over all of them in black, axis labels, a legend, the model in the title."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     per_class = mean_dice_by_click(rows)
-    fig = Figure(figsize=(7.5, 4.8), dpi=110)
+    fig = Figure(figsize=(8.5, 4.8), dpi=110)
     FigureCanvasAgg(fig)
     ax = fig.add_subplot(1, 1, 1)
     n = max((len(v) for v in per_class.values()), default=0)
     xs = np.arange(1, n + 1)
-    for name, values in sorted(per_class.items()):
-        ax.plot(xs[: len(values)], values, marker=".", linewidth=1, alpha=0.55, label=name)
+    named = len(per_class) <= _NAMED_LINES_MAX
+    for i, (name, values) in enumerate(sorted(per_class.items())):
+        if named:
+            ax.plot(xs[: len(values)], values, marker=".", linewidth=1, alpha=0.7, label=name)
+        else:
+            ax.plot(xs[: len(values)], values, color="0.6", linewidth=0.8, alpha=0.6,
+                    label=f"each structure ({len(per_class)})" if i == 0 else None)
+    if not named and per_class:
+        finals = {name: v[-1] for name, v in per_class.items() if len(v) and np.isfinite(v[-1])}
+        for name, colour in ((max(finals, key=finals.get), "tab:green"),
+                             (min(finals, key=finals.get), "tab:red")) if finals else ():
+            values = per_class[name]
+            ax.plot(xs[: len(values)], values, color=colour, linewidth=1.4, marker=".",
+                    label=f"{name} ({'best' if colour == 'tab:green' else 'worst'} at the end)")
     if per_class:
-        overall = mean_dice_by_click(rows, key="protocol")
-        for proto, values in overall.items():
+        means = mean_dice_by_click(rows, key="protocol")
+        for proto, values in means.items():
             ax.plot(xs[: len(values)], values, color="black", linewidth=2.5, marker="o",
-                    label=f"mean ({proto})")
-    ax.set_xlabel("clicks")
-    ax.set_ylabel("Dice")
+                    label=f"mean over {len(per_class)} structures" + (f" ({proto})" if len(means) > 1 else ""))
+    protocols = sorted({r.protocol for r in rows})
+    ax.set_xlabel(f"number of simulated clicks ({', '.join(protocols)} protocol)")
+    ax.set_ylabel("Dice with the reference (1 = identical)")
     ax.set_ylim(0, 1)
     ax.set_xticks(xs)
     ax.grid(alpha=0.3)
     models = sorted({r.model for r in rows})
-    ax.set_title(title or f"Dice vs clicks ({', '.join(models)})")
-    if len(per_class) <= 24:
-        ax.legend(fontsize=6, ncol=2, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    cases = len({r.case for r in rows})
+    ax.set_title(title or f"{', '.join(models)}: Dice after each click "
+                          f"({cases} case{'s' if cases != 1 else ''})")
+    if per_class:
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
     fig.tight_layout()
+    return fig
+
+
+def plot_dice(rows: Sequence[ClickResult], path: str | os.PathLike, title: str | None = None) -> Path:
+    """Write :func:`dice_figure` (atomically, the image checked complete before it replaces the
+    target). Drawn with Matplotlib's Agg canvas directly: no pyplot, no change to a running GUI backend."""
     from ..io.atomic import atomic_path
 
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig = dice_figure(rows, title)
     with atomic_path(path, suffix=path.suffix or ".png", verify=_check_image_file) as tmp:
-        fig.savefig(tmp, format=(path.suffix[1:] or "png").lower())
+        fig.savefig(tmp, format=(path.suffix[1:] or "png").lower(), bbox_inches="tight")
     return path
 
 

@@ -10,7 +10,14 @@ from .errors import (
     VolumeWriteError,
 )
 from .geometry import Geometry
-from .readers import is_label_volume, list_dicom_series, read_labels_onto, read_volume, supported_path
+from .readers import (
+    check_readable,
+    is_label_volume,
+    list_dicom_series,
+    read_labels_onto,
+    read_volume,
+    supported_path,
+)
 from .resample import resample_labels_to
 from .volume import Volume
 from .writers import label_dtype_for, write_volume
@@ -18,6 +25,7 @@ from .writers import label_dtype_for, write_volume
 __all__ = [
     "CorruptFileError",
     "FileWriteError",
+    "check_readable",
     "Geometry",
     "NoDicomSeriesError",
     "NotVolumetricError",

@@ -67,13 +67,55 @@ def read_volume(
     return volume
 
 
+def check_readable(path: str | os.PathLike) -> None:
+    """Raise the error :func:`read_volume` would raise for ``path``, reading headers only.
+
+    For a quick refusal before a viewer starts: a missing path, an empty folder or one without a
+    DICOM series, a file of another format, or a file whose header does not decode. Whether the
+    voxel data are complete is left to the real read.
+    """
+    import SimpleITK as sitk
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder")
+    if path.is_dir():
+        if not any(path.iterdir()):
+            raise NoDicomSeriesError(f"{path}: the folder is empty (expected a DICOM series)")
+        if not list_dicom_series(path):
+            raise NoDicomSeriesError(f"{path}: no DICOM series found in this folder")
+        return
+    if not str(path).lower().endswith(FILE_SUFFIXES):
+        raise UnsupportedFormatError(
+            f"{path}: not a supported format (expected one of {', '.join(FILE_SUFFIXES)} "
+            "or a DICOM folder)"
+        )
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(str(path))
+    try:
+        reader.ReadImageInformation()
+    except RuntimeError as err:
+        raise CorruptFileError(
+            f"{path}: the file could not be decoded as {_format_name(path).upper()}; it may be "
+            "truncated or of another kind"
+        ) from err
+    if reader.GetDimension() < 3:
+        raise NotVolumetricError(f"{path}: a {reader.GetDimension()}D image; a 3D volume is needed")
+
+
 def list_dicom_series(folder: str | os.PathLike) -> dict[str, list[str]]:
     """SeriesInstanceUID -> sorted slice files of every DICOM series in ``folder``."""
     import SimpleITK as sitk
 
     folder = str(folder)
-    uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ()
-    return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in uids}
+    # ITK prints a multi-line WARNING to stderr for a folder without a series; we say it in one line.
+    shown = sitk.ProcessObject.GetGlobalWarningDisplay()
+    sitk.ProcessObject.SetGlobalWarningDisplay(False)
+    try:
+        uids = sitk.ImageSeriesReader.GetGDCMSeriesIDs(folder) or ()
+        return {uid: list(sitk.ImageSeriesReader.GetGDCMSeriesFileNames(folder, uid)) for uid in uids}
+    finally:
+        sitk.ProcessObject.SetGlobalWarningDisplay(shown)
 
 
 def is_label_volume(volume: Volume, name: str = "") -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +18,7 @@ from napari_openmedlab.engines.sam_med3d import SamMed3DEngine  # noqa: E402
 from napari_openmedlab.engines.sam_med3d_crops import kept_seed, seed_near_face  # noqa: E402
 from napari_openmedlab.io import Geometry, Volume, read_volume  # noqa: E402
 
-DATA = Path(__file__).parents[2] / ".." / "shared" / "data"
+DATA = Path(os.environ.get("OPENMEDLAB_TEST_DATA") or Path(__file__).parents[2] / ".." / "shared" / "data")
 CT = DATA / "totalseg-ct"
 
 

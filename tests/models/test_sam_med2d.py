@@ -11,7 +11,6 @@ import pytest
 
 torch = pytest.importorskip("torch")
 F = torch.nn.functional
-segment_anything = pytest.importorskip("segment_anything")
 
 from napari_openmedlab.models.errors import CheckpointMismatchError  # noqa: E402
 from napari_openmedlab.models.sam_med2d import (  # noqa: E402
@@ -32,6 +31,18 @@ from napari_openmedlab.models.sam_med2d import (  # noqa: E402
     small_config,
     to_uint8,
 )
+from napari_openmedlab.models.sam_med2d.sam_modules import modeling as official  # noqa: E402
+
+
+def _official_package():
+    """segment_anything's package as published: its __init__ imports torchvision, which a CPU-only
+    environment may hold as a build that does not load beside torch (then the test is skipped)."""
+    try:
+        import segment_anything
+    except Exception as err:  # RuntimeError from a mismatched torchvision, not only ImportError
+        pytest.skip(f"segment_anything's package does not import here ({type(err).__name__}: {err})")
+    return segment_anything
+
 
 # ------------------------------------------------------------------ reference maths
 # A plain re-statement of the published SAM-Med2D encoder, written for this test: loops over
@@ -175,7 +186,7 @@ def test_adapter_changes_the_output():
 
 
 def test_encoder_without_adapters_matches_segment_anything():
-    from segment_anything.modeling import ImageEncoderViT as Reference
+    Reference = official.ImageEncoderViT
 
     ref = Reference(
         img_size=128,
@@ -279,7 +290,8 @@ def full_sam_med2d():
 
 
 def test_full_sam_med2d_keys_and_shapes_are_official(full_sam_med2d):
-    from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
+    MaskDecoder, PromptEncoder = official.MaskDecoder, official.PromptEncoder
+    TwoWayTransformer = official.TwoWayTransformer
 
     ours = _shapes(full_sam_med2d)
     enc = {k: v for k, v in ours.items() if k.startswith("image_encoder.")}
@@ -310,7 +322,7 @@ def test_full_sam_med2d_keys_and_shapes_are_official(full_sam_med2d):
 
 @pytest.mark.parametrize("config", [SAM_VIT_B, MEDSAM], ids=lambda c: c.name)
 def test_sam_vit_b_and_medsam_keys_match_segment_anything(config):
-    from segment_anything import sam_model_registry
+    sam_model_registry = _official_package().sam_model_registry
 
     ref = _shapes(sam_model_registry["vit_b"]())
     ours = _shapes(Sam2DModel(config))
@@ -376,6 +388,7 @@ def test_sam_med2d_input_is_nearest_resize_then_mean_std():
 
 
 def test_sam_input_matches_official_resize_longest_side():
+    _official_package()
     from segment_anything.utils.transforms import ResizeLongestSide
 
     rng = np.random.default_rng(2)
@@ -396,7 +409,7 @@ def test_sam_input_matches_official_resize_longest_side():
 
 
 def test_sam_logits_postprocess_matches_official():
-    from segment_anything.modeling import Sam
+    Sam = official.Sam
 
     sl = np.zeros((300, 437), np.uint8)
     _, tf = prepare_slice(sl, "sam")
@@ -557,3 +570,22 @@ def test_cuda_path_matches_cpu_path(monkeypatch):
     low_gpu, _ = model.decode(gpu, point_coords=[[30.0, 40.0]], point_labels=[1], multimask_output=True)
     torch.testing.assert_close(gpu.cpu(), cpu, rtol=1e-3, atol=1e-3)
     torch.testing.assert_close(low_gpu.cpu(), low_cpu, rtol=1e-3, atol=1e-3)
+
+
+def test_the_2d_models_load_without_torchvision():
+    """segment_anything's package __init__ imports torchvision, which a CPU-only environment may lack
+    or hold as a build that does not load beside its torch: our network must not need it."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "sys.modules['torchvision'] = None  # any import of it now raises ImportError\n"
+        "from napari_openmedlab.models.sam_med2d import Sam2DModel, small_config\n"
+        "model = Sam2DModel(small_config('sam-med2d'))\n"
+        "assert 'segment_anything' not in sys.modules, 'the public package ran'\n"
+        "print(sum(p.numel() for p in model.parameters()))\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert int(result.stdout.strip()) > 0

@@ -1,8 +1,8 @@
 """The 2D SAM family as one network class: SAM-Med2D, SAM ViT-B and MedSAM.
 
 ``Sam2DModel`` holds ``image_encoder`` (ours, :mod:`.image_encoder`), ``prompt_encoder`` and
-``mask_decoder`` (from the ``segment_anything`` package); its state-dict keys are exactly those
-of the official checkpoints. Two levels of use:
+``mask_decoder`` (segment_anything's, loaded without torchvision by :mod:`.sam_modules`); its
+state-dict keys are exactly those of the official checkpoints. Two levels of use:
 
 * model frame: :meth:`Sam2DModel.embed` on a prepared ``(1, 3, S, S)`` tensor, then
   :meth:`Sam2DModel.decode` with prompts already in model-input coordinates;
@@ -18,12 +18,12 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 from torch import nn
 
 from .checkpoint import load_weights
 from .image_encoder import ImageEncoderViT, ViTConfig
 from .preprocess import PREPROCESS_KINDS, SliceTransform, prepare_slice
+from .sam_modules import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 
 @dataclass(frozen=True)
