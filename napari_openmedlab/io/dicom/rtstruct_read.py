@@ -61,10 +61,10 @@ def check_references(ds, series: DicomSeries, source: str) -> None:
             for ser in study.get("RTReferencedSeriesSequence", []):
                 if ser.get("SeriesInstanceUID"):
                     referenced_series.add(str(ser.SeriesInstanceUID))
-    if referenced_series and series.series_uid and series.series_uid not in referenced_series:
+    if referenced_series and series.series_uid not in referenced_series:
         raise DicomExchangeError(
             f"{source}: references series {sorted(referenced_series)[0]}, not the series in {series.folder} "
-            f"({series.series_uid})"
+            f"({series.series_uid or 'which has no Series Instance UID'})"
         )
 
 

@@ -24,9 +24,7 @@ from .codes import code_for
 from .errors import DicomExchangeError
 from .rtstruct_read import ImportResult
 from .rtstruct_write import MANUFACTURER, check_structures_fit
-from .series import DicomSeries
-
-SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # Segmentation, Label Map
+from .series import SEG_SOP_CLASSES, DicomSeries
 
 _PLANE_TOL_MM = 0.2
 
@@ -195,9 +193,10 @@ def read_seg(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
 
 def _check_referenced_series(ds, series: DicomSeries, source: str) -> None:
     referenced = {str(s.SeriesInstanceUID) for s in ds.get("ReferencedSeriesSequence", []) if s.get("SeriesInstanceUID")}
-    if referenced and series.series_uid and series.series_uid not in referenced:
+    if referenced and series.series_uid not in referenced:
         raise DicomExchangeError(
-            f"{source}: references series {sorted(referenced)[0]}, not the series in {series.folder} ({series.series_uid})"
+            f"{source}: references series {sorted(referenced)[0]}, not the series in {series.folder} "
+            f"({series.series_uid or 'which has no Series Instance UID'})"
         )
 
 

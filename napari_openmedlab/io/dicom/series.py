@@ -25,7 +25,7 @@ from ..geometry import Geometry
 from .errors import DicomExchangeError, SeriesGeometryError, SeriesUidError
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"
-SEG_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.66.4"
+SEG_SOP_CLASSES = ("1.2.840.10008.5.1.4.1.1.66.4", "1.2.840.10008.5.1.4.1.1.66.7")  # Segmentation, Label Map
 # Relative tolerance on slice spacing and on the in-plane drift of slice positions.
 _SPACING_TOL = 0.01
 _POSITION_TOL_MM = 0.01
