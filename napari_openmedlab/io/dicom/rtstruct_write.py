@@ -59,7 +59,7 @@ def build_rtstruct(structures, series: DicomSeries, *, label: str = "OpenMEDLab"
     """The RTSTRUCT dataset for ``structures`` (on ``series``' grid); nothing is written."""
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
-    from pydicom.uid import ExplicitVRLittleEndian, PYDICOM_IMPLEMENTATION_UID, generate_uid
+    from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
 
     series.check_referencable()
     check_structures_fit(structures, series)
