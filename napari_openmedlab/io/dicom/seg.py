@@ -140,12 +140,12 @@ def read_seg(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
         raise DicomExchangeError(f"{path.name}: not a readable DICOM file ({err})") from None
     if str(ds.get("SOPClassUID", "")) not in SEG_SOP_CLASSES and ds.get("Modality") != "SEG":
         raise DicomExchangeError(f"{path.name}: not a DICOM Segmentation (Modality {ds.get('Modality', '?')})")
+    _check_referenced_series(ds, series, path.name)
     frame_uid = str(ds.get("FrameOfReferenceUID", "") or "")
     if frame_uid and series.frame_of_reference_uid and frame_uid != series.frame_of_reference_uid:
         raise DicomExchangeError(
             f"{path.name}: Frame of Reference {frame_uid} differs from the images' {series.frame_of_reference_uid}"
         )
-    _check_referenced_series(ds, series, path.name)
     seg_type = str(ds.get("SegmentationType", "BINARY"))
     if seg_type == "FRACTIONAL":
         raise DicomExchangeError(f"{path.name}: a FRACTIONAL segmentation; only BINARY and LABELMAP are imported")
