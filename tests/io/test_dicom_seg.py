@@ -5,13 +5,12 @@ from __future__ import annotations
 import numpy as np
 import pydicom
 import pytest
+from dicom_factory import dciodvfy_errors
 
 from napari_openmedlab.annotation import StructureSet
 from napari_openmedlab.io.dicom import DicomExchangeError, read_series
 from napari_openmedlab.io.dicom.rtstruct_write import build_rtstruct
 from napari_openmedlab.io.dicom.seg import read_seg, write_seg
-
-from .conftest import dciodvfy_errors
 
 
 def _structures(series):

@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
+from dicom_factory import dciodvfy_errors
 
 from napari_openmedlab.cli import main
 from napari_openmedlab.io import Volume, read_labels_onto, read_volume, write_volume
-
-from .conftest import dciodvfy_errors
 
 
 @pytest.fixture(scope="module")
