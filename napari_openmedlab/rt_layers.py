@@ -39,13 +39,7 @@ def structure_layers(folder: str | os.PathLike, image: Volume) -> tuple[list[tup
     layers = []
     for path, result in results:
         problems.extend(result.problems)
-        for s in result.structures:
-            mask = result.structures.mask(s.name).astype(np.uint8)
-            volume = Volume(mask, image.geometry, {"source": str(path), "structure": s.name, "codes": s.codes})
-            data, kwargs, kind = labels_layer_data(volume, {1: s.name}, name=s.name)
-            kwargs["colormap"] = {0: "transparent", 1: s.color, None: "transparent"}
-            kwargs["opacity"] = 0.6
-            layers.append((data, kwargs, kind))
+        layers.extend(layers_of(result.structures, image.geometry, path))
     for line in problems:
         log.warning("%s", line)
     return layers, problems
@@ -57,3 +51,16 @@ def add_problems(image_layer: tuple, problems: list[str]) -> tuple:
     if problems:
         kwargs.setdefault("metadata", {}).setdefault(META_KEY, {})["structure_problems"] = list(problems)
     return data, kwargs, kind
+
+
+def layers_of(structures, geometry, source) -> list[tuple]:
+    """One Labels layer tuple per structure (voxels 1, the structure's colour, its name)."""
+    layers = []
+    for s in structures:
+        mask = structures.mask(s.name).astype(np.uint8)
+        volume = Volume(mask, geometry, {"source": str(source), "structure": s.name, "codes": s.codes})
+        data, kwargs, kind = labels_layer_data(volume, {1: s.name}, name=s.name)
+        kwargs["colormap"] = {0: "transparent", 1: s.color, None: "transparent"}
+        kwargs["opacity"] = 0.6
+        layers.append((data, kwargs, kind))
+    return layers

@@ -23,6 +23,7 @@ from ..models.weights import WeightsError
 from . import layer_tools as lt
 from .files import FilesMixin
 from .interaction import ViewerInteraction, pick_3d, slice_axis
+from .dicom_panel import DicomPanel
 from .layout import NEW_TARGET, build_ui
 from .prompt_tools import PromptToolsMixin
 from .session import Session
@@ -50,6 +51,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         self._commit_when_ready = False
         self._building = False
         build_ui(self)
+        self.dicom = DicomPanel(self)  # Export / Import RTSTRUCT and SEG, above the status line
+        self.banner.parentWidget().layout().insertWidget(self.banner.parentWidget().layout().indexOf(self.banner), self.dicom)
         self.runner.loaded.connect(self._on_loaded)
         self.runner.predicted.connect(self._on_predicted)
         self.runner.failed.connect(self._on_failed)
