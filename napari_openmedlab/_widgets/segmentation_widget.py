@@ -21,9 +21,9 @@ from ..engines.base import Box, Cancelled, PromptError
 from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError
 from . import layer_tools as lt
+from .dicom_panel import DicomPanel
 from .files import FilesMixin
 from .interaction import ViewerInteraction, pick_3d, slice_axis
-from .dicom_panel import DicomPanel
 from .layout import NEW_TARGET, build_ui
 from .prompt_tools import PromptToolsMixin
 from .session import Session
