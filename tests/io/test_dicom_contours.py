@@ -47,7 +47,8 @@ def _even_odd_area(loops_mm: list[np.ndarray], pixel: float = 0.05) -> float:
     shape = tuple(int(v) for v in np.ceil((hi - lo) / pixel))
     canvas = np.zeros(shape, bool)
     for loop in loops_mm:
-        rr, cc = draw_polygon((loop[:, 0] - lo[0]) / pixel, (loop[:, 1] - lo[1]) / pixel, shape)
+        # + 0.5: voxel corners fall between the fine raster's pixel centres, never on them
+        rr, cc = draw_polygon((loop[:, 0] - lo[0]) / pixel + 0.5, (loop[:, 1] - lo[1]) / pixel + 0.5, shape)
         part = np.zeros(shape, bool)
         part[rr, cc] = True
         canvas ^= part

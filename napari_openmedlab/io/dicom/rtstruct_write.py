@@ -25,6 +25,7 @@ from .series import RTSTRUCT_SOP_CLASS, DicomSeries
 
 MANUFACTURER = "napari-openmedlab"
 _STUDY_SOP_CLASS = "1.2.840.10008.3.1.2.3.1"  # Detached Study Management, as RTSTRUCTs reference studies
+_CONTOUR_DATA = 0x30060050
 _PATIENT_ATTRS = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex")
 _STUDY_ATTRS = ("StudyDate", "StudyTime", "ReferringPhysicianName", "StudyID", "AccessionNumber", "StudyDescription")
 
@@ -33,6 +34,20 @@ def _ds(value: float) -> str:
     """A Decimal String of at most 16 characters, exact to 0.1 micrometre."""
     text = f"{value:.4f}".rstrip("0").rstrip(".")
     return "0" if text in ("-0", "") else text
+
+
+def _raw_ds(values) -> object:
+    """Contour Data as one pre-formatted DS string.
+
+    pydicom would otherwise build, validate and re-format tens of thousands of DS objects one by
+    one (most of an export's time); its writer writes a DS element whose value is a plain string as
+    it is. Every number is formatted by :func:`_ds` (at most 16 characters, valid DS).
+    """
+    from pydicom.dataelem import DataElement
+
+    elem = DataElement(_CONTOUR_DATA, "DS", None)
+    elem._value = "\\".join(_ds(v) for v in values)  # bypasses the per-number conversion on purpose
+    return elem
 
 
 def check_structures_fit(structures, series: DicomSeries) -> None:
@@ -171,7 +186,7 @@ def _contour_items(sparse, series: DicomSeries, image_ref) -> list:
             item.ContourImageSequence = Sequence([image_ref(k)])
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(points)
-            item.ContourData = [_ds(v) for v in points.ravel()]
+            item[_CONTOUR_DATA] = _raw_ds(points.ravel())
             items.append(item)
     return items
 
