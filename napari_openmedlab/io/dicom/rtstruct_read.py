@@ -126,12 +126,14 @@ def _rasterise_roi(item, series: DicomSeries) -> np.ndarray | None:
     per_slice: dict[int, list[np.ndarray]] = {}
     for n, contour in enumerate(sequence, start=1):
         kind = str(contour.get("ContourGeometricType", "CLOSED_PLANAR"))
-        data = contour.get("ContourData")
+        data = _contour_data(contour)
         if data is None or len(data) < 9 or len(data) % 3:
             raise DicomExchangeError(f"contour {n} has {0 if data is None else len(data)} coordinates, not 3 per point")
-        if kind == "POINT" or kind == "OPEN_PLANAR" or kind == "OPEN_NONPLANAR":
+        if kind in ("POINT", "OPEN_PLANAR", "OPEN_NONPLANAR"):
             raise DicomExchangeError(f"contour {n} is {kind}, not a closed contour enclosing an area")
-        points = np.asarray([float(v) for v in data]).reshape(-1, 3)
+        if not np.all(np.isfinite(data)):
+            raise DicomExchangeError(f"contour {n} has coordinates that are not finite numbers")
+        points = data.reshape(-1, 3)
         index = geometry.physical_to_index(points)  # (N, 3) continuous (z, y, x)
         k_values = index[:, 0]
         k = int(np.round(np.median(k_values)))
@@ -156,3 +158,21 @@ def _rasterise_roi(item, series: DicomSeries) -> np.ndarray | None:
     for k, loops in per_slice.items():
         mask[k] = fill_even_odd(loops, series.shape[1:])  # even-odd across all contours of the slice
     return mask
+
+
+def _contour_data(contour) -> np.ndarray | None:
+    """Contour Data as floats, parsed from the raw bytes when pydicom has not converted them yet
+    (building one DS object per number is most of an import's time otherwise)."""
+    elem = contour.get_item(0x30060050)
+    if elem is None:
+        return None
+    raw = elem.value
+    if isinstance(raw, bytes):
+        try:
+            return np.array(raw.decode("ascii").replace("\\", " ").split(), dtype=float)
+        except (UnicodeDecodeError, ValueError):
+            pass
+    try:
+        return np.array([float(v) for v in contour.ContourData], dtype=float)
+    except (TypeError, ValueError):
+        raise DicomExchangeError("Contour Data that are not numbers") from None

@@ -70,8 +70,14 @@ def _code_item(code):
     return item
 
 
-def build_rtstruct(structures, series: DicomSeries, *, label: str = "OpenMEDLab", series_number: int = 901):
-    """The RTSTRUCT dataset for ``structures`` (on ``series``' grid); nothing is written."""
+def build_rtstruct(
+    structures, series: DicomSeries, *, label: str = "OpenMEDLab", series_number: int = 901, encoded: bool = False
+):
+    """The RTSTRUCT dataset for ``structures`` (on ``series``' grid); nothing is written.
+
+    ``encoded``: Contour Data as pre-formatted strings, only for writing (see :func:`_raw_ds`);
+    by default they are ordinary DS lists, as a dataset read from a file has them.
+    """
     from pydicom.dataset import Dataset, FileMetaDataset
     from pydicom.sequence import Sequence
     from pydicom.uid import PYDICOM_IMPLEMENTATION_UID, ExplicitVRLittleEndian, generate_uid
@@ -139,7 +145,7 @@ def build_rtstruct(structures, series: DicomSeries, *, label: str = "OpenMEDLab"
         roi_contour.ReferencedROINumber = number
         rgb = s.color.lstrip("#")
         roi_contour.ROIDisplayColor = [int(rgb[i : i + 2], 16) for i in (0, 2, 4)]
-        items = _contour_items(s.mask, series, image_ref)
+        items = _contour_items(s.mask, series, image_ref, encoded)
         if items:
             roi_contour.ContourSequence = Sequence(items)
         contours.append(roi_contour)
@@ -164,7 +170,7 @@ def build_rtstruct(structures, series: DicomSeries, *, label: str = "OpenMEDLab"
     return ds
 
 
-def _contour_items(sparse, series: DicomSeries, image_ref) -> list:
+def _contour_items(sparse, series: DicomSeries, image_ref, encoded: bool) -> list:
     from pydicom.dataset import Dataset
     from pydicom.sequence import Sequence
 
@@ -186,14 +192,17 @@ def _contour_items(sparse, series: DicomSeries, image_ref) -> list:
             item.ContourImageSequence = Sequence([image_ref(k)])
             item.ContourGeometricType = "CLOSED_PLANAR"
             item.NumberOfContourPoints = len(points)
-            item[_CONTOUR_DATA] = _raw_ds(points.ravel())
+            if encoded:
+                item[_CONTOUR_DATA] = _raw_ds(points.ravel())
+            else:
+                item.ContourData = [_ds(v) for v in points.ravel()]
             items.append(item)
     return items
 
 
 def write_rtstruct(structures, series: DicomSeries, path: str | os.PathLike, **kwargs) -> Path:
     """Write ``structures`` as an RTSTRUCT referencing ``series``, atomically; returns the path."""
-    ds = build_rtstruct(structures, series, **kwargs)
+    ds = build_rtstruct(structures, series, encoded=True, **kwargs)
     path = Path(path)
     with atomic_path(path, suffix=".dcm") as tmp:
         ds.save_as(tmp, enforce_file_format=True)
