@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import tempfile
@@ -33,17 +34,27 @@ from napari_openmedlab.io.dicom.rtstruct_write import write_rtstruct
 from napari_openmedlab.io.dicom.seg import write_seg
 
 
+class Times(list):
+    """Wall-clock seconds per run, with the process CPU seconds alongside (steadier on a busy machine)."""
+
+    cpu: list
+
+
 def timed(fn, repeats: int):
-    times, out = [], None
+    times, out = Times(), None
+    times.cpu = []
     for _ in range(repeats):
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         out = fn()
         times.append(time.perf_counter() - t)
+        times.cpu.append(time.process_time() - c)
     return out, times
 
 
 def row(label: str, times: list[float], extra: str = "") -> None:
-    print(f"{label:<44} {statistics.median(times):7.3f} s median {min(times):7.3f} s best  {extra}")
+    cpu = getattr(times, "cpu", None)
+    cpu_text = f"{statistics.median(cpu):7.3f} s CPU" if cpu else " " * 13
+    print(f"{label:<44} {statistics.median(times):7.3f} s median {min(times):7.3f} s best {cpu_text}  {extra}")
 
 
 def slices_of(structures):
@@ -90,7 +101,11 @@ def main() -> None:
     d = Path(args.data) / "totalseg-dicom"
     if not d.is_dir():
         d = Path("/work/shared/data/totalseg-dicom")
-    print(f"napari-openmedlab DICOM export benchmark; Python {platform.python_version()}, {platform.machine()}")
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"napari-openmedlab DICOM export benchmark; Python {platform.python_version()}, {platform.machine()}, "
+        f"{os.cpu_count()} CPUs, load average {load:.1f} at the start"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         t = time.perf_counter()
