@@ -23,11 +23,13 @@ log = logging.getLogger(__name__)
 def structure_layers(folder: str | os.PathLike, image: Volume) -> tuple[list[tuple], list[str]]:
     """Labels layer tuples for every structure of every RTSTRUCT/SEG in ``folder``, and the problems."""
     from .io.dicom import DicomExchangeError, find_structure_files, open_study
+    from .io.dicom.series import dicom_files
 
     try:
-        if not find_structure_files(folder):
+        files = dicom_files(folder)  # headers only, read once
+        if not find_structure_files(folder, files):
             return [], []
-        series, results = open_study(folder)
+        series, results = open_study(folder, files)
     except DicomExchangeError as err:
         log.warning("%s", err)
         return [], [str(err)]

@@ -135,9 +135,12 @@ def import_structures(path: str | os.PathLike, series: DicomSeries) -> ImportRes
     raise DicomExchangeError(f"{path.name}: neither an RTSTRUCT nor a DICOM SEG")
 
 
-def open_study(folder: str | os.PathLike) -> tuple[DicomSeries, list[tuple[Path, ImportResult]]]:
-    """A folder as a radiotherapy user has it: the image series and every RTSTRUCT/SEG onto it."""
-    files = dicom_files(folder)
+def open_study(folder: str | os.PathLike, files=None) -> tuple[DicomSeries, list[tuple[Path, ImportResult]]]:
+    """A folder as a radiotherapy user has it: the image series and every RTSTRUCT/SEG onto it.
+
+    ``files``: the folder's ``(path, header)`` pairs when already read (:func:`series.dicom_files`).
+    """
+    files = files if files is not None else dicom_files(folder)
     series = read_series(folder, files=files)
     results = []
     for path, _kind_name in find_structure_files(folder, files):

@@ -85,9 +85,21 @@ def read_rtstruct(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
     check_references(ds, series, path.name)
     out = StructureSet(series.geometry, series.shape)
     problems: list[str] = []
-    contours_by_roi = {int(item.ReferencedROINumber): item for item in ds.get("ROIContourSequence", []) if "ReferencedROINumber" in item}
-    for index, roi in enumerate(ds.get("StructureSetROISequence", [])):
-        number = int(roi.get("ROINumber", index + 1))
+    try:
+        contours_by_roi = {
+            int(item.ReferencedROINumber): item
+            for item in ds.get("ROIContourSequence", [])
+            if "ReferencedROINumber" in item
+        }
+        rois = list(ds.get("StructureSetROISequence", []))
+    except (TypeError, ValueError, AttributeError) as err:
+        raise DicomExchangeError(f"{path.name}: damaged ROI Contour or Structure Set ROI sequence ({err})") from None
+    for index, roi in enumerate(rois):
+        try:
+            number = int(roi.get("ROINumber", index + 1))
+        except (TypeError, ValueError):
+            problems.append(f"{path.name}: ROI {index + 1} has an unreadable ROI Number; left out")
+            continue
         name = str(roi.get("ROIName", "") or "").strip() or f"ROI {number}"
         label = f"{path.name}: ROI {name!r} (number {number})"
         frame_uid = str(roi.get("ReferencedFrameOfReferenceUID", "") or "")
@@ -102,6 +114,9 @@ def read_rtstruct(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
             mask = _rasterise_roi(item, series) if item is not None else None
         except DicomExchangeError as err:
             problems.append(f"{label}: {err}; left out")
+            continue
+        except (TypeError, ValueError, AttributeError, KeyError) as err:  # malformed attributes
+            problems.append(f"{label}: unreadable contour attributes ({type(err).__name__}: {err}); left out")
             continue
         if mask is None or not mask.any():
             problems.append(f"{label}: has no contours; imported empty")
