@@ -24,8 +24,12 @@ def _structures(series):
     return s
 
 
-def test_binary_seg_round_trip_with_overlaps(make_series, tmp_path, dciodvfy_clean):
-    series = read_series(make_series(reverse_instances=True, shuffle_names=True, rows=20, cols=28))
+@pytest.mark.parametrize(
+    "orientation",
+    [{}, {"row_dir": (0.8660254, 0.5, 0.0), "col_dir": (-0.5, 0.8660254, 0.0)}, {"col_dir": (0.0, 0.0, -1.0)}],
+)
+def test_binary_seg_round_trip_with_overlaps(make_series, tmp_path, dciodvfy_clean, orientation):
+    series = read_series(make_series(reverse_instances=True, shuffle_names=True, rows=20, cols=28, **orientation))
     structures = _structures(series)
     path, lost = write_seg(structures, series, tmp_path / "seg.dcm")
     assert lost == {}
