@@ -63,10 +63,13 @@ class DicomPanel(QGroupBox):
         target = session.labels_layer
         if target is not None and np.asarray(target.data).shape == series.shape:
             labels = np.asarray(target.data)
-            for c in session.classes:
-                mask = labels == c.id
-                if mask.any():
-                    out.add(c.name, mask, c.color)
+            table = {c.id: c for c in session.classes}
+            for label_id in (int(v) for v in np.unique(labels) if v != 0):  # ids without a class too
+                c = table.get(label_id)
+                name = c.name if c is not None else f"label_{label_id}"
+                while name in out:
+                    name += "_"
+                out.add(name, labels == label_id, c.color if c is not None else None)
         for layer in self.widget.viewer.layers:
             meta = layer.metadata.get(META_KEY, {}) if isinstance(layer, Labels) else {}
             if layer is target or "structure" not in meta or np.asarray(layer.data).shape != series.shape:
