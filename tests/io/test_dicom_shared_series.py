@@ -89,3 +89,27 @@ def test_corrected_copy_is_what_the_export_references(exported):
     ref = ds.ReferencedFrameOfReferenceSequence[0].RTReferencedStudySequence[0].RTReferencedSeriesSequence[0]
     assert ref.SeriesInstanceUID == fixed.series_uid
     assert {r.ReferencedSOPInstanceUID for r in ref.ContourImageSequence} == {s.sop_instance_uid for s in fixed.slices}
+
+
+def test_contours_enclose_exactly_the_voxel_area(exported):
+    """Point 2 on real organs: every contour runs along voxel edges (corners at half-integer indices,
+    axis-aligned edges, on its slice), so the even-odd region is a union of whole voxel squares;
+    with the voxel-exact round trip, the enclosed area is the voxel area on every slice."""
+    import pydicom
+
+    from napari_openmedlab.io.dicom import read_series
+
+    tmp = exported[0]
+    geometry = read_series(tmp / "fixed").geometry
+    ds = pydicom.dcmread(tmp / "rt.dcm")
+    n = 0
+    for roi in ds.ROIContourSequence:
+        for contour in roi.get("ContourSequence", []):
+            index = geometry.physical_to_index(np.asarray(contour.ContourData, float).reshape(-1, 3))
+            assert np.allclose(index[:, 0], np.round(index[:, 0]), atol=1e-3)
+            assert np.ptp(index[:, 0]) < 1e-3
+            assert np.allclose(index[:, 1:] % 1, 0.5, atol=1e-3)
+            steps = np.abs(np.diff(np.vstack([index[:, 1:], index[:1, 1:]]), axis=0)) > 1e-3
+            assert np.all(steps.sum(axis=1) == 1)  # axis-aligned edges
+            n += 1
+    assert n > 500
