@@ -1,10 +1,12 @@
 """The widget's DICOM RT section: export the structures as RTSTRUCT/SEG, import an RTSTRUCT/SEG.
 
-A thin view over :mod:`io.dicom`: the structures exported are the target label map (named and
-coloured by the class table) plus every single-structure Labels layer on the same image (those an
-RTSTRUCT/SEG import or a study folder opened), so overlapping structures stay separate. Export needs
-an image read from a DICOM series folder; a series with unusable UIDs asks for a folder for the
-corrected copy (``--write-corrected-series`` in the CLI).
+A thin view over :mod:`io.dicom` and the annotation session: Export writes the session's structure
+set (every non-empty structure, overlaps kept, names, colours and codes); Import adds each structure
+of the file to the session through requests (AddStructure, then an Edit painting its voxels), so
+it shows in the structure list and undo takes it back. The single-structure Labels layers that the
+reader makes for a study folder (``openmedlab view DIR``) are adopted the same way and removed from
+the layer list. Export needs an image read from a DICOM series folder; a series with unusable UIDs
+asks for a folder for the corrected copy (``--write-corrected-series`` in the CLI).
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from pathlib import Path
 import numpy as np
 from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
 
-from ..layers import META_KEY, geometry_of_layer
+from ..layers import META_KEY
 
 
 class DicomPanel(QGroupBox):
@@ -37,6 +39,14 @@ class DicomPanel(QGroupBox):
         self.export_rt_button.clicked.connect(lambda: self._export_dialog("rtstruct"))
         self.export_seg_button.clicked.connect(lambda: self._export_dialog("seg"))
         self.import_button.clicked.connect(self._import_dialog)
+        self._adopted: list = []  # layers already moved into the session (their removal is deferred)
+        widget.viewer.layers.events.inserted.connect(self._on_inserted)
+
+    def _on_inserted(self, event) -> None:
+        """A structure layer dropped in after the image (a study folder opened in napari)."""
+        layer = event.value
+        if not getattr(self.widget, "_building", False) and "structure" in getattr(layer, "metadata", {}).get(META_KEY, {}):
+            self.adopt_structure_layers([layer])
 
     # --- headless-testable actions ------------------------------------------------------------
     def series_folder(self) -> Path:
@@ -53,31 +63,19 @@ class DicomPanel(QGroupBox):
         return Path(meta["source"])
 
     def structures(self, series):
-        """The structure set exported: the target label map and the single-structure layers."""
-        from napari.layers import Labels
+        """The structure set exported: the session's non-empty structures (overlaps kept)."""
+        from ..io.dicom import DicomExchangeError
 
-        from ..annotation import StructureSet
-
-        session = self.widget.session
-        out = StructureSet(series.geometry, series.shape)
-        target = session.labels_layer
-        if target is not None and np.asarray(target.data).shape == series.shape:
-            labels = np.asarray(target.data)
-            table = {c.id: c for c in session.classes}
-            for label_id in (int(v) for v in np.unique(labels) if v != 0):  # ids without a class too
-                c = table.get(label_id)
-                name = c.name if c is not None else f"label_{label_id}"
-                while name in out:
-                    name += "_"
-                out.add(name, labels == label_id, c.color if c is not None else None)
-        for layer in self.widget.viewer.layers:
-            meta = layer.metadata.get(META_KEY, {}) if isinstance(layer, Labels) else {}
-            if layer is target or "structure" not in meta or np.asarray(layer.data).shape != series.shape:
-                continue
-            name = layer.name
-            while name in out:
-                name += "_"
-            out.add(name, np.asarray(layer.data) > 0, _layer_color(layer))
+        session = self.widget.session.model
+        if session is None:
+            raise DicomExchangeError("choose an image layer first")
+        out = session.structures.copy()
+        if tuple(out.shape) != tuple(series.shape):
+            raise DicomExchangeError(
+                f"the structures' grid {tuple(out.shape)} is not the series' {tuple(series.shape)}"
+            )
+        for name in [s.name for s in out if s.mask.empty]:
+            out.remove(name, force=True)
         return out
 
     def export(self, path, kind: str = "rtstruct", corrected_dir=None) -> list[str]:
@@ -93,21 +91,84 @@ class DicomPanel(QGroupBox):
         return lines
 
     def import_file(self, path) -> list[str]:
-        """Add one Labels layer per structure of the RTSTRUCT/SEG at ``path``; returns the problems."""
-        from ..io.dicom import import_structures, read_series
-        from ..rt_layers import layers_of
+        """Add each structure of the RTSTRUCT/SEG at ``path`` to the session; returns the problems."""
+        from ..io.dicom import DicomExchangeError, import_structures, read_series
 
         series = read_series(self.series_folder())
-        image = self.widget.session.image_layer
-        geometry = geometry_of_layer(image.metadata, image.scale, image.affine.affine_matrix)
+        if tuple(series.shape) != tuple(self.widget.session.volume.shape):
+            raise DicomExchangeError(f"{Path(path).name}: its series is not the image being annotated")
         result = import_structures(path, series)
-        for data, kwargs, _kind in layers_of(result.structures, geometry or series.geometry, path):
-            self.widget.viewer.add_labels(data, **kwargs)
+        names = self.add_structures(
+            (s.name, s.color, s.codes, result.structures.sparse(s.name)) for s in result.structures
+        )
         self.widget.show_status(
-            f"Imported {len(result.structures)} structures from {Path(path).name}."
+            f"Imported {len(names)} structures from {Path(path).name}."
             + (f" {len(result.problems)} problem(s): " + " | ".join(result.problems) if result.problems else "")
         )
         return result.problems
+
+    def add_structures(self, items) -> list[str]:
+        """Add ``(name, color, codes, SparseMask)`` items to the session as requests; a name taken
+        already gets a number. Returns the names given."""
+        from ..annotation import requests as rq
+
+        view = self.widget.session
+        model = view.model
+        names = []
+        for name, color, codes, sparse in items:
+            unique, n = name, 2
+            while unique in model.structures:
+                unique, n = f"{name} {n}", n + 1
+            model.handle(rq.AddStructure(unique, color, dict(codes or {})))
+            if not sparse.empty:
+                model.handle(rq.Edit.from_mask(unique, "paint", sparse.patch(), sparse.bbox[:3]))
+            names.append(unique)
+        if names:
+            view.selected = view.selected or names[0]
+            view.redraw()
+            self.widget.refresh_structures()
+        return names
+
+    def adopt_structure_layers(self, candidates=None) -> list[str]:
+        """Move the reader's single-structure Labels layers (an RTSTRUCT/SEG of a study folder) that
+        lie on the image's grid into the session; the layers are then removed. Returns the names."""
+        from napari.layers import Labels
+        from qtpy.QtCore import QTimer
+
+        from ..annotation.masks import SparseMask
+
+        view = self.widget.session
+        if view.model is None:
+            return []
+        shape = tuple(view.volume.shape)
+        layers = [
+            x
+            for x in (self.widget.viewer.layers if candidates is None else candidates)
+            if isinstance(x, Labels)
+            and not any(x is y for y in self._adopted)
+            and "structure" in x.metadata.get(META_KEY, {})
+            and x not in view.helper_layers()
+            and x is not view.labels_layer
+            and tuple(np.shape(x.data)) == shape
+        ]
+        if not layers:
+            return []
+        items = [
+            (x.name, _layer_color(x), x.metadata[META_KEY].get("codes"), SparseMask.from_dense(np.asarray(x.data) > 0))
+            for x in layers
+        ]
+        names = self.add_structures(items)
+        self._adopted.extend(layers)
+
+        def remove() -> None:  # not while napari is inserting a layer
+            for x in layers:
+                if x in self.widget.viewer.layers:
+                    self.widget.viewer.layers.remove(x)
+            self._adopted = [x for x in self._adopted if x in self.widget.viewer.layers]
+
+        QTimer.singleShot(0, remove)
+        self.widget.show_status(f"{len(names)} structures of the study added to the structure list.")
+        return names
 
     # --- dialogs ------------------------------------------------------------------------------
     def _export_dialog(self, kind: str) -> None:

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from .autosave_warning import AutosaveWarning
+from .dicom_panel import DicomPanel
 from .model_panel import ModelPanel
 from .structure_list import StructureList
 
@@ -109,6 +110,8 @@ def build_ui(w) -> None:
     w.sections = QVBoxLayout()
     for child in (layers_box, w.models, prompts_box, w.structure_list):
         w.sections.addWidget(child)
+    w.dicom = DicomPanel(w)  # Export / Import RTSTRUCT and SEG
+    w.sections.addWidget(w.dicom)
     lay.addLayout(w.sections)
     lay.addLayout(actions)
     w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)
