@@ -28,10 +28,10 @@ import numpy as np
 from skimage.draw import polygon as draw_polygon
 from skimage.measure import find_contours
 
-from napari_openmedlab.io.dicom import import_structures, open_series, structures_on_series
-from napari_openmedlab.io.dicom.contours import mask_to_loops, signed_area
-from napari_openmedlab.io.dicom.rtstruct_write import write_rtstruct
-from napari_openmedlab.io.dicom.seg import write_seg
+from napari_openmedlab.dicom_rt import import_structures, open_series, structures_on_series
+from napari_openmedlab.dicom_rt.contours import mask_to_loops, signed_area
+from napari_openmedlab.dicom_rt.rtstruct_write import write_rtstruct
+from napari_openmedlab.dicom_rt.seg import write_seg
 
 
 class Times(list):

@@ -2,7 +2,7 @@
 
 A radiotherapy user's folder holds the CT series and one or more structure files. The image opens as
 usual; each ROI or segment of each structure file becomes its own Labels layer (its name, its
-colour), rasterised onto the series' grid by :mod:`io.dicom`, so overlapping structures stay
+colour), rasterised onto the series' grid by :mod:`dicom_rt`, so overlapping structures stay
 separate. Problems (an ROI left out, an empty ROI) are logged one line each and kept in the layer
 metadata of the image under ``openmedlab.structure_problems``.
 """
@@ -22,8 +22,8 @@ log = logging.getLogger(__name__)
 
 def structure_layers(folder: str | os.PathLike, image: Volume) -> tuple[list[tuple], list[str]]:
     """Labels layer tuples for every structure of every RTSTRUCT/SEG in ``folder``, and the problems."""
-    from .io.dicom import DicomExchangeError, find_structure_files, open_study
-    from .io.dicom.series import dicom_files
+    from .dicom_rt import DicomExchangeError, find_structure_files, open_study
+    from .dicom_rt.series import dicom_files
 
     try:
         files = dicom_files(folder)  # headers only, read once

@@ -1,6 +1,6 @@
 """The widget's DICOM RT section: export the structures as RTSTRUCT/SEG, import an RTSTRUCT/SEG.
 
-A thin view over :mod:`io.dicom` and the annotation session: Export writes the session's structure
+A thin view over :mod:`dicom_rt` and the annotation session: Export writes the session's structure
 set (every non-empty structure, overlaps kept, names, colours and codes); Import adds each structure
 of the file to the session through requests (AddStructure, then an Edit painting its voxels), so
 it shows in the structure list and undo takes it back. The single-structure Labels layers that the
@@ -50,7 +50,7 @@ class DicomPanel(QGroupBox):
 
     # --- headless-testable actions ------------------------------------------------------------
     def series_folder(self) -> Path:
-        from ..io.dicom import DicomExchangeError
+        from ..dicom_rt import DicomExchangeError
 
         layer = self.widget.session.image_layer
         if layer is None:
@@ -64,7 +64,7 @@ class DicomPanel(QGroupBox):
 
     def structures(self, series):
         """The structure set exported: the session's non-empty structures (overlaps kept)."""
-        from ..io.dicom import DicomExchangeError
+        from ..dicom_rt import DicomExchangeError
 
         session = self.widget.session.model
         if session is None:
@@ -80,7 +80,7 @@ class DicomPanel(QGroupBox):
 
     def export(self, path, kind: str = "rtstruct", corrected_dir=None) -> list[str]:
         """Write ``path`` (``kind`` ``"rtstruct"`` or ``"seg"``); returns the summary lines."""
-        from ..io.dicom import export_structures, open_series
+        from ..dicom_rt import export_structures, open_series
 
         series, note = open_series(self.series_folder(), corrected_dir)
         structures = self.structures(series)
@@ -92,7 +92,7 @@ class DicomPanel(QGroupBox):
 
     def import_file(self, path) -> list[str]:
         """Add each structure of the RTSTRUCT/SEG at ``path`` to the session; returns the problems."""
-        from ..io.dicom import DicomExchangeError, import_structures, read_series
+        from ..dicom_rt import DicomExchangeError, import_structures, read_series
 
         series = read_series(self.series_folder())
         if tuple(series.shape) != tuple(self.widget.session.volume.shape):
@@ -172,7 +172,7 @@ class DicomPanel(QGroupBox):
 
     # --- dialogs ------------------------------------------------------------------------------
     def _export_dialog(self, kind: str) -> None:
-        from ..io.dicom import DicomExchangeError, SeriesUidError
+        from ..dicom_rt import DicomExchangeError, SeriesUidError
 
         default = "RS_structures.dcm" if kind == "rtstruct" else "SEG_structures.dcm"
         path, _ = QFileDialog.getSaveFileName(self, f"Export {kind.upper()}", default, "DICOM (*.dcm)")
@@ -190,7 +190,7 @@ class DicomPanel(QGroupBox):
             self.widget.show_status(f"Export failed: {err}")
 
     def _import_dialog(self) -> None:
-        from ..io.dicom import DicomExchangeError
+        from ..dicom_rt import DicomExchangeError
 
         path, _ = QFileDialog.getOpenFileName(self, "Import RTSTRUCT or SEG", "", "DICOM (*.dcm);;All files (*)")
         if not path:

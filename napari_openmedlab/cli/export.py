@@ -37,7 +37,7 @@ def add_parser(subparsers) -> None:
 
 
 def _masks(values: list[str]) -> list[tuple[str, str]]:
-    from ..io.dicom import DicomExchangeError
+    from ..dicom_rt import DicomExchangeError
 
     out = []
     for value in values:
@@ -51,8 +51,8 @@ def _masks(values: list[str]) -> list[tuple[str, str]]:
 def run(args) -> int:
     from ..annotation.label_classes import LabelClassError, read_classes
     from ..annotation.structure_set import StructureSetError
+    from ..dicom_rt import DicomExchangeError, export_structures, open_series, structures_on_series
     from ..io.atomic import check_writable_folder
-    from ..io.dicom import DicomExchangeError, export_structures, open_series, structures_on_series
 
     target = args.rtstruct or args.seg
     try:

@@ -35,9 +35,9 @@ def run(args) -> int:
 
     import numpy as np
 
+    from ..dicom_rt import DicomExchangeError, import_structures, read_series
     from ..io import Volume, write_volume
     from ..io.atomic import atomic_write_json
-    from ..io.dicom import DicomExchangeError, import_structures, read_series
 
     if not Path(args.series).is_dir():
         raise DicomExchangeError(f"{args.series}: not a folder; give the folder of the referenced DICOM series")

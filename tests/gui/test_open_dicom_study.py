@@ -10,8 +10,8 @@ import pytest
 
 from napari_openmedlab.annotation import StructureSet
 from napari_openmedlab.cli.view import open_viewer
-from napari_openmedlab.io.dicom import read_series
-from napari_openmedlab.io.dicom.rtstruct_write import write_rtstruct
+from napari_openmedlab.dicom_rt import read_series
+from napari_openmedlab.dicom_rt.rtstruct_write import write_rtstruct
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "io"))
 from dicom_factory import write_series  # noqa: E402

@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from napari_openmedlab.annotation import requests as rq
+from napari_openmedlab.dicom_rt import DicomExchangeError, SeriesUidError, read_series
+from napari_openmedlab.dicom_rt.rtstruct_read import read_rtstruct
+from napari_openmedlab.dicom_rt.seg import read_seg
 from napari_openmedlab.io import read_volume
-from napari_openmedlab.io.dicom import DicomExchangeError, SeriesUidError, read_series
-from napari_openmedlab.io.dicom.rtstruct_read import read_rtstruct
-from napari_openmedlab.io.dicom.seg import read_seg
 
 sys.path.insert(0, str(Path(__file__).parents[1] / "io"))
 from dicom_factory import dciodvfy_errors, write_series  # noqa: E402

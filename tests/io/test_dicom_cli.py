@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 
 from napari_openmedlab.cli import main
+from napari_openmedlab.dicom_rt import read_series
 from napari_openmedlab.io import Volume, read_volume, write_volume
-from napari_openmedlab.io.dicom import read_series
 
 
 @pytest.fixture

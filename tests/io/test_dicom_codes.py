@@ -6,7 +6,7 @@ import pytest
 from pydicom.sr.codedict import codes
 
 from napari_openmedlab.annotation import load_preset
-from napari_openmedlab.io.dicom.codes import code_for, table_records
+from napari_openmedlab.dicom_rt.codes import code_for, table_records
 
 
 @pytest.mark.parametrize("preset", ["SegRap2023", "TotalSegmentator"])

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from skimage.draw import polygon as draw_polygon
 
-from napari_openmedlab.io.dicom.contours import fill_even_odd, mask_to_loops, signed_area
+from napari_openmedlab.dicom_rt.contours import fill_even_odd, mask_to_loops, signed_area
 
 
 def test_random_masks_round_trip_exactly():

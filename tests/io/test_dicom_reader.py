@@ -6,9 +6,9 @@ import numpy as np
 
 from napari_openmedlab._reader import get_reader
 from napari_openmedlab.annotation import StructureSet
-from napari_openmedlab.io.dicom import read_series
-from napari_openmedlab.io.dicom.rtstruct_write import build_rtstruct, write_rtstruct
-from napari_openmedlab.io.dicom.seg import write_seg
+from napari_openmedlab.dicom_rt import read_series
+from napari_openmedlab.dicom_rt.rtstruct_write import build_rtstruct, write_rtstruct
+from napari_openmedlab.dicom_rt.seg import write_seg
 
 
 def test_study_folder_opens_image_and_each_structure(make_series):

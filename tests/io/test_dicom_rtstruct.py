@@ -7,9 +7,9 @@ import pydicom
 import pytest
 
 from napari_openmedlab.annotation import StructureSet
-from napari_openmedlab.io.dicom import DicomExchangeError, import_structures, read_series
-from napari_openmedlab.io.dicom.rtstruct_read import read_rtstruct
-from napari_openmedlab.io.dicom.rtstruct_write import build_rtstruct, write_rtstruct
+from napari_openmedlab.dicom_rt import DicomExchangeError, import_structures, read_series
+from napari_openmedlab.dicom_rt.rtstruct_read import read_rtstruct
+from napari_openmedlab.dicom_rt.rtstruct_write import build_rtstruct, write_rtstruct
 
 
 def _structures(series) -> StructureSet:

@@ -8,9 +8,9 @@ import pytest
 from dicom_factory import dciodvfy_errors
 
 from napari_openmedlab.annotation import StructureSet
-from napari_openmedlab.io.dicom import DicomExchangeError, read_series
-from napari_openmedlab.io.dicom.rtstruct_write import build_rtstruct
-from napari_openmedlab.io.dicom.seg import read_seg, write_seg
+from napari_openmedlab.dicom_rt import DicomExchangeError, read_series
+from napari_openmedlab.dicom_rt.rtstruct_write import build_rtstruct
+from napari_openmedlab.dicom_rt.seg import read_seg, write_seg
 
 
 def _structures(series):

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from napari_openmedlab.dicom_rt import SeriesGeometryError, SeriesUidError, read_series
+from napari_openmedlab.dicom_rt.corrected import write_corrected_series
 from napari_openmedlab.io import read_volume
-from napari_openmedlab.io.dicom import SeriesGeometryError, SeriesUidError, read_series
-from napari_openmedlab.io.dicom.corrected import write_corrected_series
 
 
 @pytest.mark.parametrize(

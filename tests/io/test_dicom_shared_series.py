@@ -81,7 +81,7 @@ def test_round_trip_dice_and_overlap(exported, kind):
 def test_corrected_copy_is_what_the_export_references(exported):
     import pydicom
 
-    from napari_openmedlab.io.dicom import read_series
+    from napari_openmedlab.dicom_rt import read_series
 
     tmp = exported[0]
     fixed = read_series(tmp / "fixed")
@@ -97,7 +97,7 @@ def test_contours_enclose_exactly_the_voxel_area(exported):
     with the voxel-exact round trip, the enclosed area is the voxel area on every slice."""
     import pydicom
 
-    from napari_openmedlab.io.dicom import read_series
+    from napari_openmedlab.dicom_rt import read_series
 
     tmp = exported[0]
     geometry = read_series(tmp / "fixed").geometry

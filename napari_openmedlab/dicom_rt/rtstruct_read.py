@@ -73,7 +73,7 @@ def read_rtstruct(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from ...annotation import StructureSet
+    from ..annotation import StructureSet
 
     path = Path(path)
     try:

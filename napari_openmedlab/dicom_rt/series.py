@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..geometry import Geometry
+from ..io.geometry import Geometry
 from .errors import DicomExchangeError, SeriesGeometryError, SeriesUidError
 
 RTSTRUCT_SOP_CLASS = "1.2.840.10008.5.1.4.1.1.481.3"

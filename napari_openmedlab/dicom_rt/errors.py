@@ -1,6 +1,6 @@
 """Typed errors of the DICOM RT exchange. Each message is one line naming the file, ROI or UID."""
 
-from ..errors import VolumeReadError
+from ..io.errors import VolumeReadError
 
 
 class DicomExchangeError(VolumeReadError):

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import __version__
-from ..atomic import atomic_path
+from .. import __version__
+from ..io.atomic import atomic_path
 from .codes import code_for
 from .errors import DicomExchangeError
 from .rtstruct_read import ImportResult
@@ -131,7 +131,7 @@ def read_seg(path: str | os.PathLike, series: DicomSeries) -> ImportResult:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    from ...annotation import StructureSet
+    from ..annotation import StructureSet
 
     path = Path(path)
     try:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from ..atomic import atomic_path
+from ..io.atomic import atomic_path
 from .errors import DicomExchangeError
 from .series import DicomSeries, read_series
 

@@ -48,16 +48,16 @@ def structures_on_series(
     masks: list[tuple[str, str | os.PathLike]] | None = None,
 ):
     """A :class:`StructureSet` on ``series``' grid from a label map file and ``(name, file)`` masks."""
-    from ...annotation import StructureSet
-    from ..readers import read_volume
-    from ..resample import resample_labels_to
+    from ..annotation import StructureSet
+    from ..io.readers import read_volume
+    from ..io.resample import resample_labels_to
 
     if label_map is None and not masks:
         raise DicomExchangeError("nothing to export: give a label map and/or --mask NAME=FILE")
     if label_map is not None:
         volume = resample_labels_to(read_volume(label_map), series.geometry, series.shape)
         if classes is None:
-            from ...layers import label_names_beside
+            from ..layers import label_names_beside
 
             classes = label_names_beside(str(label_map))
         structures = StructureSet.from_label_map(volume.array, series.geometry, classes)
@@ -147,7 +147,7 @@ def open_study(folder: str | os.PathLike, files=None) -> tuple[DicomSeries, list
         try:
             results.append((path, import_structures(path, series)))
         except DicomExchangeError as err:
-            from ...annotation import StructureSet
+            from ..annotation import StructureSet
 
             results.append((path, ImportResult(StructureSet(series.geometry, series.shape), [str(err)])))
     return series, results

@@ -16,8 +16,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ... import __version__
-from ..atomic import atomic_path
+from .. import __version__
+from ..io.atomic import atomic_path
 from .codes import code_for
 from .contours import mask_to_loops
 from .errors import DicomExchangeError
