@@ -33,7 +33,7 @@ class DicomPanel(QGroupBox):
             b.setToolTip(
                 "Structures as a DICOM RT Structure Set or Segmentation referencing the image's DICOM series"
                 if b is not self.import_button
-                else "Read an RTSTRUCT or SEG of this series: one layer per structure"
+                else "Read an RTSTRUCT or SEG of this series: each structure joins the structure list"
             )
             row.addWidget(b)
         self.export_rt_button.clicked.connect(lambda: self._export_dialog("rtstruct"))
@@ -124,8 +124,9 @@ class DicomPanel(QGroupBox):
                 model.handle(rq.Edit.from_mask(unique, "paint", sparse.patch(), sparse.bbox[:3]))
             names.append(unique)
         if names:
-            view.selected = view.selected or names[0]
             view.redraw()
+            if view.selected is None:
+                view.select(names[0])
             self.widget.refresh_structures()
         return names
 

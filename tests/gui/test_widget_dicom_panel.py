@@ -73,3 +73,30 @@ def test_export_refuses_an_image_not_from_dicom(make_widget, tmp_path):
     _, widget = make_widget()
     with pytest.raises(DicomExchangeError, match="not read from a DICOM series"):
         widget.dicom.export(tmp_path / "rs.dcm")
+
+
+def test_structure_layers_dropped_in_later_join_the_session(make_widget, qtbot, tmp_path):
+    """A study folder opened in napari after the widget: the reader's ROI layers become structures."""
+    from napari_openmedlab.annotation import StructureSet
+    from napari_openmedlab.dicom_rt.rtstruct_write import write_rtstruct
+    from napari_openmedlab.rt_layers import structure_layers
+
+    folder = write_series(tmp_path / "study", rows=20, cols=26, slices=5)
+    volume = read_volume(folder)
+    viewer, widget = make_widget(volume)
+    s = StructureSet(volume.geometry, volume.shape)
+    mask = np.zeros(volume.shape, bool)
+    mask[1:4, 3:9, 4:12] = True
+    s.add("Brainstem", mask, "#4363d8")
+    write_rtstruct(s, read_series(folder), folder / "RS.dcm")
+    layers, problems = structure_layers(folder, volume)
+    assert problems == [] and len(layers) == 1
+    data, kwargs, _ = layers[0]
+    viewer.add_labels(data, **kwargs)
+    assert widget.session.structures.names() == ["Brainstem"]
+    assert np.array_equal(widget.session.structures.mask("Brainstem"), mask)
+    assert widget.session.selected == "Brainstem"
+    qtbot.waitUntil(lambda: "Brainstem" not in viewer.layers, timeout=5000)
+    widget.session.handle(rq.Undo())  # the paint, then the structure
+    widget.session.handle(rq.Undo())
+    assert widget.session.structures.names() == []
