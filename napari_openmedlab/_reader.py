@@ -42,6 +42,12 @@ def read_layers(path: str | list[str]) -> list[tuple]:
         else:
             layers.append(volume_layer_data(volume))
             reference = reference or (volume.geometry, volume.shape)
+            if os.path.isdir(p) and volume.metadata.get("format") == "dicom":  # RTSTRUCT/SEG files beside it
+                from .rt_layers import add_problems, structure_layers
+
+                structures, problems = structure_layers(p, volume)
+                layers[-1] = add_problems(layers[-1], problems)
+                layers.extend(structures)
     return layers
 
 

@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 
 from .autosave_warning import AutosaveWarning
 from .contouring_panel import ContouringPanel
+from .dicom_panel import DicomPanel
 from .display_controls import DisplayControls
 from .model_panel import ModelPanel
 from .structure_list import StructureList
@@ -121,6 +122,9 @@ def build_ui(w) -> None:
     for child in (w.view_controls, w.display_controls, layers_box, w.models, prompts_box, w.structure_list):
         w.sections.addWidget(child)
     w.sections.addWidget(w.contouring)
+
+    w.dicom = DicomPanel(w)  # Export / Import RTSTRUCT and SEG
+    w.sections.addWidget(w.dicom)
     lay.addLayout(w.sections)
     lay.addLayout(actions)
     w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)

@@ -144,6 +144,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
             self._building = False
         self.session.mode = self.structure_list.mode
         self.refresh_structures()
+        self.dicom.adopt_structure_layers()  # an RTSTRUCT/SEG opened with the series (openmedlab view DIR)
         self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
         self.viewer.layers.selection.active = self.session.points_layer
         self._refresh_combos()

@@ -13,7 +13,7 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate", "contour")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate", "contour", "export", "import_")
 
 
 def build_parser() -> argparse.ArgumentParser:
