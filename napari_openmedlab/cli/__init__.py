@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "serve")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "serve", "batch")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -76,7 +76,7 @@ def test_remote_engine_equals_local_sam_med3d(live_server, ct, tmp_path):
 
     ckpt = tmp_path / "sam_med3d_turbo.pth"
     make("sam-med3d-turbo", str(ckpt))
-    seq = clicks(ct, 3, 1)
+    seq = clicks(ct, 2, 1)
     local = run_clicks(create_engine("sam-med3d-turbo", ckpt, "cpu"), ct, seq)
     with live_server(models=("sam-med3d-turbo",), checkpoints={"sam-med3d-turbo": ckpt}) as server:
         engine = RemoteEngine(server.url, KEY, "sam-med3d-turbo")
