@@ -56,6 +56,60 @@ def run(engine, volume, seq, times=None):
     return masks
 
 
+def bench_model(model, ct, args, tmp) -> None:
+    from conftest import LiveServer, free_port
+
+    from napari_openmedlab.engines import create_engine
+    from napari_openmedlab.engines.remote import RemoteEngine
+    from napari_openmedlab.server.app import ServerConfig, create_app
+
+    checkpoints = {}
+    if model == "sam-med3d-turbo":
+        from make_random_checkpoint import make
+
+        checkpoints[model] = Path(tmp) / "sam_med3d_turbo.pth"
+        make(model, str(checkpoints[model]))
+    seqs = sequences(ct.shape, args.clients, args.clicks)
+    local_engine = create_engine(model, checkpoints.get(model), "cpu")
+    local_times: list[float] = []
+    local = [run(local_engine, ct, s, local_times) for s in seqs]
+    config = ServerConfig(KEY, [model], checkpoints=checkpoints, device="cpu", max_sessions=args.clients)
+    remote_times: list[float] = []
+    errors, mismatches = [], []
+    lock = threading.Lock()
+    with LiveServer(create_app(config), free_port()) as server:
+        def client(i):
+            times: list[float] = []
+            try:
+                engine = RemoteEngine(server.url, KEY, model)
+                got = run(engine, ct, seqs[i], times)
+                engine.close()
+                bad = sum(not np.array_equal(a, b) for a, b in zip(local[i], got))
+                with lock:
+                    remote_times.extend(times)
+                    if bad:
+                        mismatches.append((i, bad))
+            except Exception as err:
+                with lock:
+                    errors.append(repr(err))
+
+        t0 = time.perf_counter()
+        threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=1800)
+        wall = time.perf_counter() - t0
+    lp50, lp95 = np.percentile(local_times, [50, 95])
+    rp50, rp95 = np.percentile(remote_times, [50, 95]) if remote_times else (float("nan"),) * 2
+    print(f"\n== {model}")
+    print(f"local engine, one user:        p50 {lp50 * 1000:8.1f} ms   p95 {lp95 * 1000:8.1f} ms   ({len(local_times)} clicks)")
+    print(f"server, {args.clients} concurrent clients: p50 {rp50 * 1000:8.1f} ms   p95 {rp95 * 1000:8.1f} ms   ({len(remote_times)} clicks, {wall:.1f} s wall)")
+    print(f"ratio p50 server/local: {rp50 / lp50:.2f}x   errors: {len(errors)}   clicks differing from local: {sum(b for _, b in mismatches)}")
+    for e in errors[:3]:
+        print("  error:", e)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--clients", type=int, default=8)
@@ -63,62 +117,13 @@ def main() -> int:
     ap.add_argument("--models", default="seeded-region,sam-med3d-turbo")
     args = ap.parse_args()
 
-    from conftest import LiveServer, free_port
-
-    from napari_openmedlab.engines import create_engine
-    from napari_openmedlab.engines.remote import RemoteEngine
     from napari_openmedlab.io import read_volume
-    from napari_openmedlab.server.app import ServerConfig, create_app
 
     ct = read_volume(ROOT.parent / "shared" / "data" / "totalseg-ct" / "ct.nii.gz")
     print(f"CT {ct.shape}; {args.clients} clients x {args.clicks} clicks; loopback only")
     tmp = tempfile.mkdtemp()
     for model in [m for m in args.models.split(",") if m]:
-        checkpoints = {}
-        if model == "sam-med3d-turbo":
-            from make_random_checkpoint import make
-
-            checkpoints[model] = Path(tmp) / "sam_med3d_turbo.pth"
-            make(model, str(checkpoints[model]))
-        seqs = sequences(ct.shape, args.clients, args.clicks)
-        local_engine = create_engine(model, checkpoints.get(model), "cpu")
-        local_times: list[float] = []
-        local = [run(local_engine, ct, s, local_times) for s in seqs]
-        config = ServerConfig(KEY, [model], checkpoints=checkpoints, device="cpu", max_sessions=args.clients)
-        remote_times: list[float] = []
-        errors, mismatches = [], []
-        lock = threading.Lock()
-        with LiveServer(create_app(config), free_port()) as server:
-            def client(i):
-                times: list[float] = []
-                try:
-                    engine = RemoteEngine(server.url, KEY, model)
-                    got = run(engine, ct, seqs[i], times)
-                    engine.close()
-                    bad = sum(not np.array_equal(a, b) for a, b in zip(local[i], got))
-                    with lock:
-                        remote_times.extend(times)
-                        if bad:
-                            mismatches.append((i, bad))
-                except Exception as err:
-                    with lock:
-                        errors.append(repr(err))
-
-            t0 = time.perf_counter()
-            threads = [threading.Thread(target=client, args=(i,)) for i in range(args.clients)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join(timeout=1800)
-            wall = time.perf_counter() - t0
-        lp50, lp95 = np.percentile(local_times, [50, 95])
-        rp50, rp95 = np.percentile(remote_times, [50, 95]) if remote_times else (float("nan"),) * 2
-        print(f"\n== {model}")
-        print(f"local engine, one user:        p50 {lp50 * 1000:8.1f} ms   p95 {lp95 * 1000:8.1f} ms   ({len(local_times)} clicks)")
-        print(f"server, {args.clients} concurrent clients: p50 {rp50 * 1000:8.1f} ms   p95 {rp95 * 1000:8.1f} ms   ({len(remote_times)} clicks, {wall:.1f} s wall)")
-        print(f"ratio p50 server/local: {rp50 / lp50:.2f}x   errors: {len(errors)}   clicks differing from local: {sum(b for _, b in mismatches)}")
-        for e in errors[:3]:
-            print("  error:", e)
+        bench_model(model, ct, args, tmp)
     return 0
 
 
