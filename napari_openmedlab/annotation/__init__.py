@@ -8,10 +8,53 @@ from .autosave import Autosaver, RecoveryStore, image_key, recovery_root
 from .editing import OVERLAP_RULES, commit_mask
 from .label_classes import LabelClass, list_presets, load_preset, read_classes, write_classes
 from .masks import SparseMask, bbox_slices, bounding_box, mask_digest
+from .requests import (
+    COMMIT_MODES,
+    AddBox,
+    AddPoint,
+    AddStructure,
+    ClearObject,
+    Commit,
+    Edit,
+    Lock,
+    Redo,
+    Refine,
+    RemoveStructure,
+    Rename,
+    Request,
+    RequestError,
+    SetVisible,
+    Undo,
+    request_from_dict,
+)
+from .session import AnnotationSession, EngineCall, Outcome, SessionError
+from .structure_autosave import StructureSetAutosave
 from .structure_set import Flattening, LockedStructureError, Structure, StructureSet, StructureSetError
 from .undo import History, LabelDiff, ObjectState, Step
 
 __all__ = [
+    "COMMIT_MODES",
+    "AddBox",
+    "AddPoint",
+    "AddStructure",
+    "AnnotationSession",
+    "ClearObject",
+    "Commit",
+    "Edit",
+    "EngineCall",
+    "Lock",
+    "Outcome",
+    "Redo",
+    "Refine",
+    "RemoveStructure",
+    "Rename",
+    "Request",
+    "RequestError",
+    "SessionError",
+    "SetVisible",
+    "StructureSetAutosave",
+    "Undo",
+    "request_from_dict",
     "Flattening",
     "LockedStructureError",
     "SparseMask",

@@ -124,6 +124,15 @@ class SparseMask:
         n = int(np.prod(shape))
         return np.unpackbits(self._bits, count=n).view(bool).reshape(shape)
 
+    def _slab(self, za: int, zb: int) -> np.ndarray:
+        """Planes ``za:zb`` of the patch (patch-relative), unpacking only their bits: a view that
+        scrolls or a small edit of a tall structure never unpacks the whole structure."""
+        dy, dx = self.bbox[4] - self.bbox[1], self.bbox[5] - self.bbox[2]
+        start, stop = za * dy * dx, zb * dy * dx
+        first = start // 8
+        bits = np.unpackbits(self._bits[first : (stop + 7) // 8])
+        return bits[start - 8 * first : stop - 8 * first].view(bool).reshape(zb - za, dy, dx)
+
     def dense(self) -> np.ndarray:
         out = np.zeros(self.shape, dtype=bool)
         if self.bbox != EMPTY_BBOX:
@@ -140,11 +149,26 @@ class SparseMask:
         hi = [min(bbox[i + 3], self.bbox[i + 3]) for i in range(3)]
         if any(h <= low for low, h in zip(lo, hi)):
             return out
-        patch = self.patch()
-        src = tuple(slice(lo[i] - self.bbox[i], hi[i] - self.bbox[i]) for i in range(3))
+        slab = self._slab(lo[0] - self.bbox[0], hi[0] - self.bbox[0])  # planes lo[0]:hi[0] only
+        src = (slice(None), *(slice(lo[i] - self.bbox[i], hi[i] - self.bbox[i]) for i in (1, 2)))
         dst = tuple(slice(lo[i] - bbox[i], hi[i] - bbox[i]) for i in range(3))
-        out[dst] = patch[src]
+        out[dst] = slab[src]
         return out
+
+    def with_region(self, bbox, region: np.ndarray) -> SparseMask:
+        """A new mask equal to this one except inside ``bbox``, where it is ``region`` (boolean, the
+        box's shape). Costs the union of the two boxes, never the whole grid."""
+        region = np.asarray(region, dtype=bool)
+        bbox = tuple(int(v) for v in bbox)
+        if region.shape != tuple(bbox[i + 3] - bbox[i] for i in range(3)):
+            raise ValueError(f"region of shape {region.shape} does not fit the box {bbox}")
+        if self.empty and not region.any():
+            return SparseMask(self.shape)
+        union = bbox_union(self.bbox, bbox)
+        dense = self.crop(union)
+        z0, y0, x0 = union[:3]
+        dense[bbox[0] - z0 : bbox[3] - z0, bbox[1] - y0 : bbox[4] - y0, bbox[2] - x0 : bbox[5] - x0] = region
+        return SparseMask(self.shape, union, dense)
 
     def __eq__(self, other) -> bool:
         if not isinstance(other, SparseMask):

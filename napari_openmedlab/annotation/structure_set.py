@@ -259,11 +259,26 @@ class StructureSet:
         s.name = new
         self._structures = dict(items)
 
-    def remove(self, name: str) -> Structure:
+    def remove(self, name: str, *, force: bool = False) -> Structure:
+        """Remove a structure; refused for a locked one unless ``force`` (undo uses it)."""
         s = self.structure(name)
-        if s.locked:
+        if s.locked and not force:
             raise LockedStructureError(f"{name!r} is locked; unlock it before removing it")
         return self._structures.pop(name)
+
+    def insert(self, structure: Structure, index: int | None = None) -> Structure:
+        """Put a whole :class:`Structure` (name unique, mask on this grid) at position ``index``."""
+        self._check_new_name(structure.name)
+        self._checked_mask(structure.mask)
+        self._structures[structure.name] = structure
+        if index is not None:
+            self.move(structure.name, index)
+        return structure
+
+    def index(self, name: str) -> int:
+        """The structure's position in the order."""
+        self.structure(name)
+        return list(self._structures).index(name)
 
     def lock(self, name: str) -> None:
         self.structure(name).locked = True

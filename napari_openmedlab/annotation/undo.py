@@ -116,6 +116,7 @@ class ObjectState:
     preview: Prediction | None = None
     refine_id: int | None = None
     fresh: bool = True
+    slice_axis: int | None = None
 
     @property
     def empty(self) -> bool:
@@ -144,17 +145,25 @@ class ObjectState:
             self.preview,
             self.refine_id,
             fresh=False,
+            slice_axis=self.slice_axis,
         )
 
     def with_box(self, box: Box) -> ObjectState:
         return ObjectState(
-            self.points, self.labels, (*self.boxes, box), self.mask, self.preview, self.refine_id, fresh=False
+            self.points,
+            self.labels,
+            (*self.boxes, box),
+            self.mask,
+            self.preview,
+            self.refine_id,
+            fresh=False,
+            slice_axis=self.slice_axis,
         )
 
     def prompts(self) -> Prompts:
         """The engine's :class:`Prompts` (the refine mask rebuilt on the full grid)."""
         mask = self.mask.to_mask() if self.mask is not None else None
-        return Prompts(self.points.copy(), self.labels.copy(), list(self.boxes), mask)
+        return Prompts(self.points.copy(), self.labels.copy(), list(self.boxes), mask, self.slice_axis)
 
 
 @dataclass

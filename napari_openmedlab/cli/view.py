@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-DOCK_NAME = "OpenMEDLab segmentation"
+PLUGIN, WIDGET = "napari-openmedlab", "Interactive segmentation"
+DOCK_NAME = f"{WIDGET} ({PLUGIN})"
+"""The dock's title as napari names a plugin widget (the CLI is below the widget layer: it docks the
+widget through napari's plugin manifest and never imports ``_widgets``)."""
 
 
 def add_parser(subparsers) -> None:
@@ -36,7 +39,5 @@ def open_viewer(files: list[str], dock_widget: bool = True, show: bool = True, v
     else:
         viewer.open_sample("napari-openmedlab", "ct_with_organs")
     if dock_widget:
-        from .._widgets.segmentation_widget import SegmentationWidget
-
-        viewer.window.add_dock_widget(SegmentationWidget(viewer), name=DOCK_NAME, area="right")
+        viewer.window.add_plugin_dock_widget(PLUGIN, WIDGET, tabify=False)
     return viewer

@@ -60,12 +60,15 @@ class Prompts:
         labels: ``(N,)`` 1 for a positive click, 0 for a negative one.
         boxes: boxes on slices (2D models only).
         mask: an existing mask to refine, boolean on the volume's grid, or None.
+        slice_axis: the array axis normal to the slice the clicks were made on (0 axial, 1 coronal,
+            2 sagittal), for the 2D models; None: the engine's own default.
     """
 
     points: np.ndarray = field(default_factory=lambda: np.zeros((0, 3)))
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
     boxes: list[Box] = field(default_factory=list)
     mask: np.ndarray | None = None
+    slice_axis: int | None = None
 
     def __post_init__(self) -> None:
         self.points = np.asarray(self.points, dtype=float).reshape(-1, 3)
@@ -74,6 +77,8 @@ class Prompts:
             raise PromptError(f"{len(self.points)} points but {len(self.labels)} labels")
         if len(self.labels) and not np.isin(self.labels, (0, 1)).all():
             raise PromptError("point labels are 1 (positive) or 0 (negative)")
+        if self.slice_axis is not None and self.slice_axis not in (0, 1, 2):
+            raise PromptError(f"slice_axis is 0, 1 or 2 (or None); got {self.slice_axis!r}")
 
     def add_point(self, zyx, positive: bool = True) -> Prompts:
         """A new Prompts with one more click."""
@@ -82,6 +87,7 @@ class Prompts:
             np.append(self.labels, int(positive)),
             list(self.boxes),
             self.mask,
+            self.slice_axis,
         )
 
     @property

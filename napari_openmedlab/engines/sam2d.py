@@ -271,7 +271,8 @@ class Sam2DEngine(Engine):
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
         shape = self.volume.shape
-        axis, index, points_rc, labels, box = slice_prompt(prompts, self.slice_axis, shape)
+        default_axis = self.slice_axis if prompts.slice_axis is None else prompts.slice_axis
+        axis, index, points_rc, labels, box = slice_prompt(prompts, default_axis, shape)
         mask2d = mask_on_slice(prompts, axis, index, shape)
         if progress is not None:
             progress(0.0, f"segmenting slice {index} (axis {axis})")

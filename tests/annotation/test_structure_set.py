@@ -124,3 +124,20 @@ def test_47_structures_on_a_ct_grid_stay_small():
         m = SparseMask(shape, (100 + i, 200, 200, 130 + i, 260, 250), rng.random((30, 60, 50)) > 0.3)
         ss.add(f"S{i}", m)
     assert ss.nbytes() < 200e6
+
+
+def test_flatten_region_matches_the_label_map_and_keeps_the_larger_for_outlines():
+    from napari_openmedlab.annotation.flatten import flatten_region
+
+    ss = StructureSet(GEOM, SHAPE)
+    ss.add("Parotid_L", ball((6, 10, 12), 5))
+    ss.add("GTVp", ball((6, 10, 14), 2))
+    ss.add("Hidden", ball((2, 2, 2), 2), visible=False)
+    full = ss.to_label_map().labels
+    whole = (0, 0, 0, *SHAPE)
+    np.testing.assert_array_equal(flatten_region(ss, whole, visible_only=False), full)
+    box = (4, 8, 10, 9, 14, 20)
+    region = flatten_region(ss, box)
+    np.testing.assert_array_equal(region, np.where(full == 3, 0, full)[4:9, 8:14, 10:20])
+    larger = flatten_region(ss, whole, smaller_on_top=False)
+    assert (larger == 1).sum() == ss.structure("Parotid_L").voxel_count and (larger == 3).sum() == 0
