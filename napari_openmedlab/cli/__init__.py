@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "serve", "batch")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "serve", "batch", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

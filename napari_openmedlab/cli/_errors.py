@@ -18,6 +18,11 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         WeightsError,
         FileNotFoundError,
     ]
+    from ..annotation.structure_set import StructureSetError
+    from ..dataset.project import ProjectError
+    from ..io.atomic import FileWriteError
+
+    errors += [StructureSetError, ProjectError, FileWriteError]
     try:
         from ..models.errors import CheckpointError, CheckpointMismatchError
 
