@@ -36,7 +36,7 @@ def run_export(args) -> int:
     datalist = write_datalist(report, validation_fraction=args.validation, seed=args.seed)
     lost = {c: sum(v.values()) for c, v in report.losses.items() if v}
     print(f"{report.folder}: {len(report.cases)} cases, {len(report.labels)} labels; {datalist.name} written")
-    for case, n in lost.items():
+    for case in lost:
         detail = ", ".join(f"{k} {v}" for k, v in report.losses[case].items())
         print(f"  {case}: overlaps flattened, voxels lost: {detail}", file=sys.stderr)
     return 0
