@@ -12,7 +12,8 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "replay", "serve", "batch", "dataset",
+               "annotate")
 
 
 def build_parser() -> argparse.ArgumentParser:

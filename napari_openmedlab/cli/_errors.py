@@ -22,6 +22,11 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         DeviceError,
         EvaluationInputError,
     ]
+    from ..annotation.structure_set import StructureSetError
+    from ..dataset.project import ProjectError
+    from ..io.atomic import FileWriteError
+
+    errors += [StructureSetError, ProjectError, FileWriteError]
     try:
         from ..annotation.autosave import RecoveryError
 

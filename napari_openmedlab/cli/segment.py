@@ -6,6 +6,8 @@ import argparse
 import math
 import sys
 
+from ._remote import add_server_args, engine_from_args
+
 
 def parse_point(text: str) -> tuple[tuple[float, float, float], bool]:
     """``"z,y,x"`` or ``"z,y,x,+"`` / ``"z,y,x,-"`` (voxel indices) to (zyx, positive)."""
@@ -44,6 +46,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--model", required=True, help="registry name (see `openmedlab info`)")
     p.add_argument("--checkpoint", help="local checkpoint file (wins over the weights cache)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
+    add_server_args(p)
     p.add_argument("--point", action="append", type=parse_point, default=[], metavar="Z,Y,X[,+|-]",
                    help="a click in voxel indices; + positive (default), - negative; repeatable")
     p.add_argument("--box", action="append", type=parse_box, default=[], metavar="Z,Y0,X0,Y1,X1",
@@ -58,7 +61,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..engines import Prompts, create_engine
+    from ..engines import Prompts
     from ..io import read_volume, write_volume
     from ..io.writers import check_output_path
 
@@ -66,7 +69,7 @@ def run(args) -> int:
         raise SystemExit("openmedlab segment: give at least one --point or --box")
     check_output_path(args.out)  # before minutes of model loading and inference
     volume = read_volume(args.image, component=args.component)
-    engine = create_engine(args.model, args.checkpoint, args.device)
+    engine = engine_from_args(args)
     if args.box and not engine.supports_boxes:
         raise SystemExit(f"openmedlab segment: {args.model} takes clicks only, not boxes")
     if args.propagate and not hasattr(engine, "propagate"):

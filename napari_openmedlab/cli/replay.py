@@ -1,4 +1,4 @@
-"""``openmedlab annotate IMAGE --requests FILE.json --out PLAN.omlss``: replay session requests.
+"""``openmedlab replay IMAGE --requests FILE.json --out PLAN.omlss``: replay session requests.
 
 The same requests the widget sends (see ``napari_openmedlab.annotation.requests``), from a JSON
 file: a list of objects with a ``"type"`` (or one object per line). They run on a headless
@@ -19,7 +19,7 @@ from pathlib import Path
 
 
 def add_parser(subparsers) -> None:
-    p = subparsers.add_parser("annotate", help="replay annotation requests (JSON) into a structure set")
+    p = subparsers.add_parser("replay", help="replay annotation requests (JSON) into a structure set")
     p.add_argument("image", help="NIfTI/NRRD/MHA file or DICOM folder")
     p.add_argument("--requests", required=True, help="JSON file: a list of requests, or one per line")
     p.add_argument("--model", help="registry name for point/box requests (see `openmedlab info`)")
