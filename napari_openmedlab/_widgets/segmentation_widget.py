@@ -180,8 +180,10 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         if self.session.volume is None:
             return
         self.runner.settings["window"] = self.models.window
-        self.runner.load(self.engine_factory, name, checkpoint, device, self.session.volume)
-        self.show_status(f"Loading {name} on {device}…")
+        server = self.models.server  # issue #18: a RemoteEngine when the Server choice is on
+        factory = server.factory() if server.active else self.engine_factory
+        self.runner.load(factory, name, checkpoint, device, self.session.volume)
+        self.show_status(f"Loading {name} on {server.describe() if server.active else device}…")
 
     def _on_weights_missing(self, name: str) -> None:
         self.runner.unload()
