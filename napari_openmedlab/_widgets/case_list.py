@@ -60,6 +60,7 @@ class CaseListWidget(QWidget):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setEditTriggers(QAbstractItemView.NoEditTriggers)
         self.table.verticalHeader().hide()
+        self.table.setMinimumHeight(160)  # several cases visible even under the tall segmentation dock
         self.buttons = {}
         row = QHBoxLayout()
         for key, text in (("previous", "Previous"), ("next", "Next"), ("undone", "Next undone"),
