@@ -21,6 +21,7 @@ from qtpy.QtWidgets import (
 from ..models.device import DEVICE_CHOICES
 from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError, find_weights
+from .server_choice import ServerChoice
 from .worker import Downloader
 
 WINDOW_PRESETS: dict[str, tuple[str | None, tuple[float, float] | None]] = {
@@ -119,6 +120,9 @@ class ModelPanel(QGroupBox):
         layout.addLayout(buttons)
         layout.addWidget(self.progress)
         layout.addWidget(self.note_label)
+        self.server = ServerChoice()  # issue #18: the engine on an `openmedlab serve` box instead
+        layout.addWidget(self.server)
+        self.server.changed.connect(self.request_load)
 
         self.model_combo.currentTextChanged.connect(self._on_model_changed)
         self.device_combo.currentTextChanged.connect(lambda _: self.request_load())
@@ -161,7 +165,7 @@ class ModelPanel(QGroupBox):
 
     def weights_present(self, name: str | None = None) -> bool:
         spec = get_spec(name or self.name)
-        if not spec.needs_weights:
+        if not spec.needs_weights or self.server.active:  # a server holds its own weights
             return True
         try:
             return find_weights(spec, self.checkpoints.get(spec.name)) is not None
@@ -210,8 +214,9 @@ class ModelPanel(QGroupBox):
         downloading = self.downloader.active == spec.name
         self.progress.setVisible(downloading)
         self.cancel_button.setVisible(downloading)
-        if not spec.needs_weights:
-            self.weights_label.setText("No weights needed.")
+        if self.server.active or not spec.needs_weights:
+            self.weights_label.setText(
+                f"Runs on {self.server.describe()}." if self.server.active else "No weights needed.")
             self.download_button.hide()
             self.choose_button.hide()
             return True

@@ -154,6 +154,20 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
             self.models.request_load()
         self._offer_restore()
 
+    def adopt_session(self, layer, session) -> None:
+        """Annotate ``session`` (an AnnotationSession built elsewhere, e.g. a data-set case) over ``layer``."""
+        self.runner.cancel()
+        self.session.adopt(layer, session)
+        self.session.mode = self.structure_list.mode
+        self.refresh_structures()
+        self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
+        self.viewer.layers.selection.active = self.session.points_layer
+        self._refresh_combos()
+        if self.runner.engine is not None:
+            self.runner.set_volume(self.session.volume)
+        else:
+            self.models.request_load()
+
     def set_target_layer(self, layer=None) -> None:
         """Commit into ``layer`` (a Labels layer on the image grid, or its name); None: a new one."""
         if isinstance(layer, str):
@@ -181,8 +195,10 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         if self.session.volume is None:
             return
         self.runner.settings["window"] = self.models.window
-        self.runner.load(self.engine_factory, name, checkpoint, device, self.session.volume)
-        self.show_status(f"Loading {name} on {device}…")
+        server = self.models.server  # issue #18: a RemoteEngine when the Server choice is on
+        factory = server.factory() if server.active else self.engine_factory
+        self.runner.load(factory, name, checkpoint, device, self.session.volume)
+        self.show_status(f"Loading {name} on {server.describe() if server.active else device}…")
 
     def _on_weights_missing(self, name: str) -> None:
         self.runner.unload()

@@ -66,6 +66,7 @@ class SessionView:
         self.recovery_root = recovery_root
         self.autosave: StructureSetAutosave | None = None
         self.on_message = None  # set by the widget: called with one line when a napari edit is refused
+        self.handler = None  # None: requests go to self.model.handle; a data-set case counts effort (case_list)
         self.syncing = False
         self._preview_bbox = None
         self._preview_color = None
@@ -136,6 +137,21 @@ class SessionView:
         self.model = AnnotationSession(volume, autosave=self.autosave, model_info=self.model_info)
         self.labels_layer = None
         self.set_target_layer(target)
+
+    def adopt(self, layer, session: AnnotationSession) -> None:
+        """Show ``session`` (built elsewhere, e.g. by a data-set project) over image ``layer``."""
+        self.remove_helpers()
+        self.image_layer = layer
+        self.source = session.volume.metadata.get("source") or lt.source_of_layer(layer)
+        self.autosave = session.autosave
+        session.model_info = self.model_info
+        self.model = session
+        names = session.structures.names()
+        self.selected = names[0] if names else None
+        self.labels_layer = None
+        self._ensure_display(None)
+        self._ensure_helpers()
+        self.redraw()
 
     def set_target_layer(self, layer=None):
         """Show the structures in ``layer`` (its labels become the structures), or in a new layer."""
@@ -261,7 +277,7 @@ class SessionView:
     def handle(self, request: rq.Request) -> Outcome:
         """Hand ``request`` to the session and redraw what changed (errors propagate, nothing changed)."""
         self._require_image()
-        outcome = self.model.handle(request)
+        outcome = (self.handler or self.model.handle)(request)
         self.apply(outcome)
         return outcome
 

@@ -287,13 +287,14 @@ class EngineRunner(QObject):
             factory, name, checkpoint, device, volume = job.factory, job.name, job.checkpoint, job.device, job.volume
             self._pending_load = None
             old = self.engine if factory is None else None
+            dropped = None
             if factory is not None:
-                self.engine = None
+                dropped, self.engine = self.engine, None
             info = dict(self.engine_info) if old is not None else {}
             info.update(
                 name=name, checkpoint=checkpoint if old is None else info.get("checkpoint"), device=device
             )
-            self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume))
+            self._start(Outcome("load", info=info), lambda: self._load_job(factory, old, info, volume, dropped))
         elif self._pending_predict is not None and self.engine is not None:
             pending = self._pending_predict
             generation, payload, reset, kind = pending.generation, pending.payload, pending.reset, pending.kind
@@ -306,13 +307,16 @@ class EngineRunner(QObject):
                 lambda: job(engine, payload, reset, cancel, settings),
             )
 
-    def _load_job(self, factory, engine, info: dict, volume):
+    def _load_job(self, factory, engine, info: dict, volume, dropped=None):
         guard_triton()
+        if _is_remote(dropped):
+            dropped.close()  # give its server session back before claiming another
         if engine is None:
             self._progress_cb(0.0, f"loading {info['name']}")
             engine = factory(info["name"], info["checkpoint"], info["device"])
             spec = get_spec(info["name"])
-            path = find_weights(spec, info["checkpoint"]) if spec.needs_weights else None
+            local = spec.needs_weights and not _is_remote(engine)  # a server holds its own weights
+            path = find_weights(spec, info["checkpoint"]) if local else None
             info["checkpoint"] = str(path) if path is not None else None
             info["checkpoint_sha256"] = checkpoint_sha256(path)
             info["device_used"] = str(getattr(engine, "device", info["device"]))
@@ -397,3 +401,9 @@ class Downloader(QObject):
     def _on_done(self, outcome: Outcome) -> None:
         self.active = None
         self.finished.emit(outcome)
+
+
+def _is_remote(engine) -> bool:
+    from ..engines.remote import RemoteEngine
+
+    return isinstance(engine, RemoteEngine)

@@ -13,7 +13,8 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate", "contour", "export", "import_")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "replay", "annotate", "contour", "export",
+               "import_", "serve", "batch", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

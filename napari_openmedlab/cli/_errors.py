@@ -26,6 +26,12 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         ContouringError,
         StructureSetError,
     ]
+    from ..annotation.label_classes import LabelClassError
+    from ..annotation.structure_set import StructureSetError
+    from ..dataset.project import ProjectError
+    from ..io.atomic import FileWriteError
+
+    errors += [StructureSetError, ProjectError, FileWriteError, LabelClassError]
     try:
         from ..annotation.autosave import RecoveryError
 

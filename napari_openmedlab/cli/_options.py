@@ -1,4 +1,4 @@
-"""Options shared by the commands that run a model (``segment``, ``eval``, ``annotate``)."""
+"""Options shared by the commands that run a model (``segment``, ``eval``, ``replay``)."""
 
 from __future__ import annotations
 

@@ -19,6 +19,7 @@ import sys
 from pathlib import Path
 
 from ._options import add_speed_options
+from ._remote import add_server_args, engine_from_args
 
 
 def _class_list(text: str) -> list[int]:
@@ -41,6 +42,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", help="local checkpoint file (wins over the weights cache)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     add_speed_options(p)
+    add_server_args(p)
     p.add_argument("--clicks", type=int, default=5, help="clicks per object (default 5)")
     p.add_argument("--classes", type=_class_list, help="label ids to score, e.g. 1,2,5 (default: all present)")
     p.add_argument("--protocol", choices=("largest-error", "sam-med3d"), default="largest-error",
@@ -125,7 +127,6 @@ def check_outputs(out: str, plot: str | None) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..engines import create_engine
     from ..evaluation import runner
     from ..io import read_volume
 
@@ -135,8 +136,7 @@ def run(args) -> int:
     if not image.exists():
         raise FileNotFoundError(f"No such file or folder: {image}")
     check_outputs(args.out, args.plot)  # before minutes of simulated clicks, not after
-    engine = create_engine(args.model, args.checkpoint, args.device,
-                           encoder=args.encoder, threads=args.threads)
+    engine = engine_from_args(args, encoder=args.encoder, threads=args.threads)
     options = dict(n_clicks=args.clicks, classes=args.classes, protocol=args.protocol,
                    nsd_tolerance_mm=args.nsd_tolerance, seed=args.seed, model=args.model)
     bar = _Bar(args.quiet)

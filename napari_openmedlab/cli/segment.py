@@ -11,6 +11,7 @@ import math
 import sys
 
 from ._options import add_speed_options
+from ._remote import add_server_args, engine_from_args
 
 
 def parse_point(text: str, unit: str = "voxels") -> tuple[tuple[float, float, float], bool]:
@@ -74,6 +75,7 @@ def add_parser(subparsers) -> None:
     p.add_argument("--checkpoint", help="local checkpoint file (wins over the weights cache)")
     p.add_argument("--device", default="auto", help="auto, cuda, mps or cpu")
     add_speed_options(p)
+    add_server_args(p)
     p.add_argument("--point", action="append", type=parse_point, default=[], metavar="Z,Y,X[,+|-]",
                    help="a click in voxel indices; + positive (default), - negative; repeatable")
     p.add_argument("--point-mm", action="append", type=parse_point_mm, default=[], metavar="Z,Y,X[,+|-]",
@@ -91,7 +93,7 @@ def add_parser(subparsers) -> None:
 def run(args) -> int:
     import numpy as np
 
-    from ..engines import PromptError, Prompts, create_engine
+    from ..engines import PromptError, Prompts
     from ..io import read_volume, write_volume
     from ..io.writers import check_output_path
 
@@ -112,8 +114,7 @@ def run(args) -> int:
         boxes=list(args.box),
     )
     prompts.check_inside(volume.shape)  # before the model loads, and before any progress line
-    engine = create_engine(args.model, args.checkpoint, args.device,
-                           encoder=args.encoder, threads=args.threads)
+    engine = engine_from_args(args, encoder=args.encoder, threads=args.threads)
     if args.box and not engine.supports_boxes:
         raise SystemExit(f"openmedlab segment: {args.model} takes clicks only, not boxes")
     if args.propagate and not hasattr(engine, "propagate"):

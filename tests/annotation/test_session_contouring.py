@@ -119,7 +119,7 @@ def test_annotate_replays_contour_requests(tmp_path, capsys):
              {"type": "contour", "operation": "subtract", "inputs": ["PTV", "label_2"], "output": "PTV_opt"},
              {"type": "undo"}, {"type": "redo"}]
     (tmp_path / "steps.json").write_text(json.dumps(steps))
-    args = ["annotate", str(tmp_path / "ct.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
+    args = ["replay", str(tmp_path / "ct.nii.gz"), "--labels", str(tmp_path / "seg.nii.gz"),
             "--requests", str(tmp_path / "steps.json"), "--out", str(tmp_path / "plan.omlss")]
     assert main(args) == 0
     ss = StructureSet.load(tmp_path / "plan.omlss")

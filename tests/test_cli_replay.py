@@ -1,4 +1,4 @@
-"""``openmedlab annotate``: requests from JSON replayed on a headless session, saved as a structure set."""
+"""``openmedlab replay``: requests from JSON replayed on a headless session, saved as a structure set."""
 
 import json
 
@@ -23,7 +23,7 @@ def write(path, requests):
     return str(path)
 
 
-def test_annotate_starts_from_a_label_map_and_keeps_overlaps(tmp_path, capsys):
+def test_replay_starts_from_a_label_map_and_keeps_overlaps(tmp_path, capsys):
     seg = read_volume(SEG).array
     liver = seg == 5
     z, y, x = np.argwhere(liver)[len(np.argwhere(liver)) // 2]
@@ -37,7 +37,7 @@ def test_annotate_starts_from_a_label_map_and_keeps_overlaps(tmp_path, capsys):
          int(y) + 4, int(x) + 4], "bits": __import__("base64").b64encode(np.packbits(patch).tobytes()).decode()},
     ]
     out, flat = tmp_path / "plan.omlss", tmp_path / "plan.nii.gz"
-    code = main(["annotate", str(SAMPLE_CT), "--labels", str(SEG), "--model", "seeded-region",
+    code = main(["replay", str(SAMPLE_CT), "--labels", str(SEG), "--model", "seeded-region",
                  "--requests", write(tmp_path / "r.json", requests), "--out", str(out), "--label-map", str(flat)])
     text = capsys.readouterr().out
     assert code == 0, text
@@ -50,13 +50,13 @@ def test_annotate_starts_from_a_label_map_and_keeps_overlaps(tmp_path, capsys):
     assert read_volume(flat).array.max() == max(ss.label_ids().values())
 
 
-def test_annotate_refuses_bad_requests_in_one_line(tmp_path, capsys):
+def test_replay_refuses_bad_requests_in_one_line(tmp_path, capsys):
     bad = write(tmp_path / "bad.json", [{"type": "commit", "structure": "x", "mode": "overwrite"}])
-    assert main(["annotate", str(SAMPLE_CT), "--requests", bad, "--out", str(tmp_path / "p.omlss")]) == 1
+    assert main(["replay", str(SAMPLE_CT), "--requests", bad, "--out", str(tmp_path / "p.omlss")]) == 1
     err = capsys.readouterr().err
     assert err.startswith("openmedlab: error:") and "replace, add, subtract" in err and "Traceback" not in err
     clicks = write(tmp_path / "c.json", [{"type": "point", "zyx": [1, 2, 3]}])
-    assert main(["annotate", str(SAMPLE_CT), "--requests", clicks, "--out", str(tmp_path / "p.omlss")]) == 1
+    assert main(["replay", str(SAMPLE_CT), "--requests", clicks, "--out", str(tmp_path / "p.omlss")]) == 1
     assert "needs a model" in capsys.readouterr().err
     assert not (tmp_path / "p.omlss").exists()
 
@@ -74,7 +74,30 @@ def test_annotate_passes_encoder_and_threads_to_the_engine(tmp_path, monkeypatch
 
     monkeypatch.setattr(engines, "create_engine", recording)
     steps = write(tmp_path / "s.json", [{"type": "point", "zyx": [15, 60, 40]}, {"type": "commit", "structure": "x"}])
-    args = ["annotate", str(SAMPLE_CT), "--model", "seeded-region", "--requests", steps,
+    args = ["replay", str(SAMPLE_CT), "--model", "seeded-region", "--requests", steps,
+            "--out", str(tmp_path / "p.omlss")]
+    assert main([*args, "--encoder", "reference", "--threads", "1"]) == 0
+    assert main(args) == 0
+    assert seen == [{"encoder": "reference", "threads": 1}, {"encoder": "fast", "threads": 0}]
+    with pytest.raises(SystemExit):
+        main([*args, "--threads", "-1"])
+    assert "threads is 0 (automatic)" in capsys.readouterr().err
+
+
+def test_replay_passes_encoder_and_threads_to_the_engine(tmp_path, monkeypatch, capsys):
+    """``--encoder``/``--threads`` (as on segment and eval) reach create_engine; bad ones are refused."""
+    import napari_openmedlab.engines as engines
+
+    seen = []
+    real = engines.create_engine
+
+    def recording(name, checkpoint=None, device="auto", **kwargs):
+        seen.append(kwargs)
+        return real(name, checkpoint, device, **kwargs)
+
+    monkeypatch.setattr(engines, "create_engine", recording)
+    steps = write(tmp_path / "s.json", [{"type": "point", "zyx": [15, 60, 40]}, {"type": "commit", "structure": "x"}])
+    args = ["replay", str(SAMPLE_CT), "--model", "seeded-region", "--requests", steps,
             "--out", str(tmp_path / "p.omlss")]
     assert main([*args, "--encoder", "reference", "--threads", "1"]) == 0
     assert main(args) == 0
