@@ -46,8 +46,8 @@ def _configuration(dim: int, patch, spacing, generation: str, n_stages: int, bas
                        "num_pool_per_axis": [n_stages - 1] * dim, "pool_op_kernel_sizes": strides,
                        "conv_kernel_sizes": kernels, "unet_max_num_features": 320})
     else:
-        conv = "torch.nn.modules.conv.Conv%dd" % dim
-        norm = "torch.nn.modules.instancenorm.InstanceNorm%dd" % dim
+        conv = f"torch.nn.modules.conv.Conv{dim}d"
+        norm = f"torch.nn.modules.instancenorm.InstanceNorm{dim}d"
         config["architecture"] = {
             "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
             "arch_kwargs": {"n_stages": n_stages, "features_per_stage": [base * 2**i for i in range(n_stages)],

@@ -5,7 +5,13 @@ The inference pipeline itself (preprocessing, sliding window, export) is nnU-Net
 an optional extra (``pip install "napari-openmedlab[nnunet]"``).
 """
 
-from .errors import AutosegError, ChannelMismatchError, ModelFolderError, NnUNetMissingError, UnknownTrainerError
+from .errors import (
+    AutosegError,
+    ChannelMismatchError,
+    ModelFolderError,
+    NnUNetMissingError,
+    UnknownTrainerError,
+)
 from .folder import DEFAULT_CHECKPOINT, ModelFolder, read_model_folder
 
 __all__ = [
