@@ -24,13 +24,13 @@ def dataset_json(channels=("CT",), labels=None) -> dict:
             "numTraining": 4, "file_ending": ".nii.gz"}
 
 
-def _configuration(dim: int, patch, spacing, generation: str, n_stages: int, base: int) -> dict:
+def _configuration(dim: int, patch, spacing, generation: str, n_stages: int, base: int, channels: int) -> dict:
     kernels = [[3] * dim] * n_stages
     strides = [[1] * dim] + [[2] * dim] * (n_stages - 1)
     config = {
         "data_identifier": f"nnUNetPlans_{dim}d", "preprocessor_name": "DefaultPreprocessor",
         "batch_size": 2, "patch_size": list(patch), "median_image_size_in_voxels": list(patch),
-        "spacing": list(spacing), "normalization_schemes": ["CTNormalization"], "use_mask_for_norm": [False],
+        "spacing": list(spacing), "normalization_schemes": ["CTNormalization"] * channels, "use_mask_for_norm": [False] * channels,
         "resampling_fn_data": "resample_data_or_seg_to_shape",
         "resampling_fn_seg": "resample_data_or_seg_to_shape",
         "resampling_fn_data_kwargs": {"is_seg": False, "order": 3, "order_z": 0, "force_separate_z": None},
@@ -69,7 +69,7 @@ def plans_json(configuration: str, patch, spacing, generation: str = "current", 
         "original_median_spacing_after_transp": list(spacing) if dim == 3 else [3.0, *spacing],
         "original_median_shape_after_transp": [16, 32, 32], "image_reader_writer": "SimpleITKIO",
         "transpose_forward": [0, 1, 2], "transpose_backward": [0, 1, 2],
-        "configurations": {configuration: _configuration(dim, patch, spacing, generation, n_stages, base)},
+        "configurations": {configuration: _configuration(dim, patch, spacing, generation, n_stages, base, channels)},
         "experiment_planner_used": "ExperimentPlanner", "label_manager": "LabelManager",
         "foreground_intensity_properties_per_channel": {
             str(c): {"max": 1500.0, "mean": 60.0, "median": 55.0, "min": -1000.0, "percentile_00_5": -900.0,

@@ -221,7 +221,7 @@ class AutoSegmenter:
             self.network.cancel, self.network.on_call = None, None
         if stop.is_set() or self.network.cancelled:
             raise Cancelled("automatic segmentation cancelled")
-        report(0.95, "resampling to the image grid")
+        report(0.96, "resampling to the image grid")
         out = convert_predicted_logits_to_segmentation_with_correct_shape(
             logits, self.plans_manager, self.configuration, self.label_manager, properties,
             return_probabilities=probabilities)

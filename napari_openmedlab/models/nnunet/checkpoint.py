@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 import pickle
+import re
 from typing import Any
 
 import torch
@@ -45,14 +46,12 @@ def read_nnunet_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
     try:
         with torch.serialization.safe_globals(allowed_globals()):
             obj = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        reason = _reason(err)
-        if "global" in reason.lower():
-            raise UnsafeCheckpointError(
-                f"{path}: refused, the checkpoint pickles code that we do not run ({reason})",
-                [reason],
-            ) from err
-        raise CheckpointError(f"{path}: not a readable torch checkpoint ({reason})") from err
+    except pickle.UnpicklingError as err:  # a global or opcode beyond plain data: never run it
+        raise UnsafeCheckpointError(
+            f"{path}: refused, the checkpoint pickles Python objects beyond tensors and plain data "
+            f"({_reason(err)}); only weights-only checkpoints are loaded",
+            [_reason(err)],
+        ) from err
     except Exception as err:  # torch raises many types for corrupt or truncated files
         raise CheckpointError(f"{path}: not a readable torch checkpoint ({type(err).__name__}: "
                               f"{_reason(err)})") from err
@@ -70,8 +69,12 @@ def read_nnunet_checkpoint(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _reason(err: BaseException) -> str:
+    """The informative part of torch's message (without its advice to allow-list the global)."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    if found:
+        return f"it names {found.group(1)}"
     lines = [ln.strip() for ln in str(err).splitlines() if ln.strip()]
     for ln in lines:
-        if "Unsupported global" in ln or "WeightsUnpickler error" in ln:
+        if ln.startswith("Unsupported") or "Unsupported global" in ln:
             return ln
     return lines[0] if lines else type(err).__name__
