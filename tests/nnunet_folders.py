@@ -103,13 +103,14 @@ def save_checkpoint(path: Path, network: torch.nn.Module, trainer_name: str, con
 
 
 def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds=(0,), seed: int = 0,
-                 channels=("CT",)) -> Path:
+                 channels=("CT",), patch=None, spacing=None) -> Path:
     """A plain nnU-Net (PlainConvUNet) results folder: 3d_fullres (patch 16^3) or 2d (patch 32^2)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
 
     configuration = "3d_fullres" if dim == 3 else "2d"
-    patch, spacing = ((16, 16, 16), (3.0, 2.5, 2.5)) if dim == 3 else ((32, 32), (2.5, 2.5))
+    default_patch, default_spacing = ((16, 16, 16), (3.0, 2.5, 2.5)) if dim == 3 else ((32, 32), (2.5, 2.5))
+    patch, spacing = patch or default_patch, spacing or default_spacing
     plans = plans_json(configuration, patch, spacing, generation, channels=len(channels))
     dataset = dataset_json(channels)
     folder = root / f"nnUNetTrainer__nnUNetPlans__{configuration}"

@@ -18,6 +18,9 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         WeightsError,
         FileNotFoundError,
     ]
+    from ..models.nnunet.errors import AutosegError
+
+    errors.append(AutosegError)
     try:
         from ..models.errors import CheckpointError, CheckpointMismatchError
 
