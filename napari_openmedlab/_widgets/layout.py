@@ -19,6 +19,7 @@ from qtpy.QtWidgets import (
     QWidget,
 )
 
+from .autoseg_panel import AutosegPanel
 from .classes_panel import ClassesPanel
 from .model_panel import ModelPanel
 
@@ -103,7 +104,8 @@ def build_ui(w) -> None:
 
     inner = QWidget()
     lay = QVBoxLayout(inner)
-    for child in (layers_box, w.models, prompts_box, w.classes):
+    w.autoseg = AutosegPanel(w)
+    for child in (layers_box, w.models, w.autoseg, prompts_box, w.classes):
         lay.addWidget(child)
     lay.addLayout(actions)
     lay.addWidget(w.banner)

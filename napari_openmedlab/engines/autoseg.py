@@ -68,6 +68,13 @@ class AutosegResult:
     probabilities: np.ndarray | None = None
     seconds: float = 0.0
 
+    def to_structure_set(self, include_empty: bool = False):
+        """One structure per class found (named from ``dataset.json``), ready to refine and lock."""
+        from ..annotation.structure_set import StructureSet
+
+        return StructureSet.from_label_map(self.labels.array, self.labels.geometry, self.classes,
+                                           include_empty=include_empty)
+
 
 class _Stop(Exception):
     """Raised by a module pre-hook once cancel is set; caught by :class:`_Interruptible`."""
