@@ -50,7 +50,7 @@ def _configuration(dim: int, patch, spacing, generation: str, n_stages: int, bas
         norm = f"torch.nn.modules.instancenorm.InstanceNorm{dim}d"
         config["architecture"] = {
             "network_class_name": "dynamic_network_architectures.architectures.unet.PlainConvUNet",
-            "arch_kwargs": {"n_stages": n_stages, "features_per_stage": [base * 2**i for i in range(n_stages)],
+            "arch_kwargs": {"n_stages": n_stages, "features_per_stage": [min(base * 2**i, 512 if dim == 2 else 320) for i in range(n_stages)],
                             "conv_op": conv, "kernel_sizes": kernels, "strides": strides,
                             "n_conv_per_stage": [2] * n_stages, "n_conv_per_stage_decoder": [2] * (n_stages - 1),
                             "conv_bias": True, "norm_op": norm, "norm_op_kwargs": {"eps": 1e-05, "affine": True},
@@ -103,7 +103,7 @@ def save_checkpoint(path: Path, network: torch.nn.Module, trainer_name: str, con
 
 
 def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds=(0,), seed: int = 0,
-                 channels=("CT",), patch=None, spacing=None) -> Path:
+                 channels=("CT",), patch=None, spacing=None, n_stages: int = 3, base: int = 4) -> Path:
     """A plain nnU-Net (PlainConvUNet) results folder: 3d_fullres (patch 16^3) or 2d (patch 32^2)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -111,7 +111,8 @@ def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds
     configuration = "3d_fullres" if dim == 3 else "2d"
     default_patch, default_spacing = ((16, 16, 16), (3.0, 2.5, 2.5)) if dim == 3 else ((32, 32), (2.5, 2.5))
     patch, spacing = patch or default_patch, spacing or default_spacing
-    plans = plans_json(configuration, patch, spacing, generation, channels=len(channels))
+    plans = plans_json(configuration, patch, spacing, generation, n_stages=n_stages, base=base,
+                       channels=len(channels))
     dataset = dataset_json(channels)
     folder = root / f"nnUNetTrainer__nnUNetPlans__{configuration}"
     folder.mkdir(parents=True)
@@ -129,12 +130,12 @@ def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds
     return folder
 
 
-def swin_folder(root: Path, variant: str, *, seed: int = 0, patch=(64, 64)) -> Path:
+def swin_folder(root: Path, variant: str, *, seed: int = 0, patch=(64, 64), spacing=(1.5, 1.5)) -> Path:
     """A Swin-UMamba results folder as the official fork writes it (2.1 plans, 2d), random weights."""
     from napari_openmedlab.models.swin_umamba import build_swin_umamba, build_swin_umamba_d
 
     trainer = {"swin": "nnUNetTrainerSwinUMamba", "swin_d": "nnUNetTrainerSwinUMambaD"}[variant]
-    plans = plans_json("2d", patch, (1.5, 1.5), generation="2.1", n_stages=6, base=32)
+    plans = plans_json("2d", patch, spacing, generation="2.1", n_stages=6, base=32)
     dataset = dataset_json()
     folder = root / f"{trainer}__nnUNetPlans__2d"
     folder.mkdir(parents=True)
