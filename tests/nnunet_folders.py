@@ -103,7 +103,8 @@ def save_checkpoint(path: Path, network: torch.nn.Module, trainer_name: str, con
 
 
 def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds=(0,), seed: int = 0,
-                 channels=("CT",), patch=None, spacing=None, n_stages: int = 3, base: int = 4) -> Path:
+                 channels=("CT",), patch=None, spacing=None, n_stages: int = 3, base: int = 4,
+                 reader: str = "SimpleITKIO") -> Path:
     """A plain nnU-Net (PlainConvUNet) results folder: 3d_fullres (patch 16^3) or 2d (patch 32^2)."""
     from nnunetv2.utilities.get_network_from_plans import get_network_from_plans
     from nnunetv2.utilities.plans_handling.plans_handler import PlansManager
@@ -113,6 +114,7 @@ def plain_folder(root: Path, *, generation: str = "current", dim: int = 3, folds
     patch, spacing = patch or default_patch, spacing or default_spacing
     plans = plans_json(configuration, patch, spacing, generation, n_stages=n_stages, base=base,
                        channels=len(channels))
+    plans["image_reader_writer"] = reader
     dataset = dataset_json(channels)
     folder = root / f"nnUNetTrainer__nnUNetPlans__{configuration}"
     folder.mkdir(parents=True)

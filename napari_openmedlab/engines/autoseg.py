@@ -37,9 +37,10 @@ __all__ = ["AutoSegmenter", "AutosegResult", "require_nnunet"]
 
 ProgressFn = Callable[[float, str], None]
 
-# Image reader/writer classes whose array axis order is SimpleITK's (z, y, x) / nibabel's (x, y, z).
-_SITK_ORDER = ("SimpleITKIO", "SimpleITKIOWithReorient", "NaturalImage2DIO", "Tiff3DIO")
-_NIBABEL_ORDER = ("NibabelIO",)
+# nnU-Net's readers that hand the network SimpleITK's array order (z, y, x) with the spacing
+# reversed, as we do (NibabelIO transposes nibabel's (x, y, z) to it). The reorienting ones
+# (e.g. NibabelIOWithReorient) resample to RAS first: not supported, refused with a message.
+_SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")
 
 
 def require_nnunet() -> None:
@@ -155,10 +156,9 @@ class AutoSegmenter:
             raise ModelFolderError(f"{folder.path}: cascade configurations ('{folder.configuration}') need the "
                                    "previous stage's result; use a 3d_fullres or 2d folder")
         reader = plans_manager.plans.get("image_reader_writer", "SimpleITKIO")
-        if reader not in _SITK_ORDER + _NIBABEL_ORDER:
+        if reader not in _SUPPORTED_READERS:
             raise ModelFolderError(f"{folder.path}: models trained with {reader} images are not supported "
-                                   f"(supported: {', '.join(_SITK_ORDER + _NIBABEL_ORDER)})")
-        self._nibabel_order = reader in _NIBABEL_ORDER
+                                   f"(supported: {', '.join(_SUPPORTED_READERS)})")
         self.plans_manager, self.configuration = plans_manager, configuration
         self.label_manager = plans_manager.get_label_manager(folder.dataset)
         n_in = determine_num_input_channels(plans_manager, configuration, folder.dataset)
@@ -233,9 +233,6 @@ class AutoSegmenter:
             logits, self.plans_manager, self.configuration, self.label_manager, properties,
             return_probabilities=probabilities)
         seg, probs = out if probabilities else (out, None)
-        if self._nibabel_order:
-            seg = seg.transpose(2, 1, 0)
-            probs = probs.transpose(0, 3, 2, 1) if probs is not None else None
         labels = channels[0].with_array(np.ascontiguousarray(seg), kind="labels",
                                         autoseg=self.folder.describe())
         labels.metadata.pop("window", None)
@@ -258,9 +255,6 @@ class AutoSegmenter:
                                            "resample the images onto one grid first")
         image = np.stack([np.asarray(c.array, dtype=np.float32) for c in channels])
         spacing = [float(s) for s in first.geometry.spacing[::-1]]  # (x, y, z) -> (z, y, x)
-        if self._nibabel_order:
-            image = image.transpose(0, 3, 2, 1)
-            spacing = spacing[::-1]
         return np.ascontiguousarray(image), spacing
 
     def _count_forward_calls(self, shape: tuple[int, ...]) -> int:

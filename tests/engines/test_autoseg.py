@@ -50,12 +50,12 @@ def _image(path: Path, shape=(9, 27, 23), spacing=(2.0, 2.2, 3.5), seed=0) -> Pa
 
 
 def _nnunet_reference(folder: Path, image: Path):
-    from nnunetv2.imageio.simpleitk_reader_writer import SimpleITKIO
+    """nnU-Net's predictor on ``image`` read by the reader class the plans name."""
     from nnunetv2.inference.predict_from_raw_data import nnUNetPredictor
 
     predictor = nnUNetPredictor(device=torch.device("cpu"), allow_tqdm=False)
     predictor.initialize_from_trained_model_folder(str(folder), None, "checkpoint_final.pth")
-    data, props = SimpleITKIO().read_images([str(image)])
+    data, props = predictor.plans_manager.image_reader_writer_class().read_images([str(image)])
     return predictor.predict_single_npy_array(data, props, None, None, True)
 
 
@@ -75,6 +75,23 @@ def test_plain_nnunet_equals_nnunets_predictor(tmp_path, generation, dim):
     assert np.abs(ours.probabilities - prob_ref).max() <= 1e-4
     assert ours.classes == {1: "liver", 2: "spleen"}
     assert ours.labels.geometry == read_volume(image).geometry
+
+
+def test_nibabel_read_models_equal_nnunets_predictor(tmp_path):
+    """Plans naming NibabelIO: nnU-Net reads with nibabel (then transposes); we read with SimpleITK."""
+    pytest.importorskip("nibabel")
+    folder = nf.plain_folder(tmp_path, dim=3, reader="NibabelIO")
+    image = _image(tmp_path / "case_0000.nii.gz")
+    seg_ref, prob_ref = _nnunet_reference(folder, image)
+    ours = _ours(folder, image)
+    assert np.array_equal(ours.labels.array, seg_ref)
+    assert np.abs(ours.probabilities - prob_ref).max() <= 1e-4
+
+
+def test_reorienting_readers_are_refused(tmp_path):
+    folder = nf.plain_folder(tmp_path, dim=3, reader="NibabelIOWithReorient")
+    with pytest.raises(ModelFolderError, match="NibabelIOWithReorient images are not supported"):
+        AutoSegmenter(read_model_folder(folder), "cpu")
 
 
 @pytest.mark.parametrize("variant", ["swin", "swin_d"])

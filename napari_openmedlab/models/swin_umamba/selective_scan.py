@@ -14,8 +14,8 @@ float32 (b, d, l).
 GPU, else :func:`selective_scan_torch`: the same recurrence in plain PyTorch. The decays and drives
 of a block of the sequence are computed vectorised, then the recurrence runs one fused in-place
 multiply-add per step over all (b, d, n) at once; blocks hand their last state on, so the
-(b, d, l, n) states never exist at once and CPU memory stays bounded (about 100 MB whatever the
-image size). A sequential step is exact and cheap here: a parallel (doubling) scan would do
+(b, d, l, n) states never exist at once and the working buffers stay bounded (two of 32 MB,
+whatever the image size). A sequential step is exact and cheap here: a parallel (doubling) scan would do
 log2(l) times the arithmetic, and the closed form through cumulative sums overflows.
 """
 
