@@ -149,7 +149,10 @@ class AutosegPanel(QGroupBox):
         except Cancelled:
             self._relay.failed.emit("Auto-segmentation cancelled; nothing was changed.")
         except Exception as err:  # shown in the panel: the UI must stay usable whatever happened
-            self._relay.failed.emit(f"{type(err).__name__}: {err}")
+            from ..cli._errors import EXPECTED_ERRORS
+
+            expected = isinstance(err, EXPECTED_ERRORS())
+            self._relay.failed.emit(str(err) if expected else f"{type(err).__name__}: {err}")
         else:
             self._relay.finished.emit(result, image_layer)
 

@@ -78,50 +78,51 @@ class AutosegResult:
 
 
 class _Stop(Exception):
-    """Raised by a module pre-hook once cancel is set; caught by :class:`_Interruptible`."""
+    """Raised by a module pre-hook once cancel is set; caught by the :func:`_interruptible` wrapper."""
 
 
-class _Interruptible:
-    """Wraps the network for nnU-Net: counts forward calls, and stops quickly once cancelled."""
+def _interruptible(network, num_outputs: int):
+    """``network`` wrapped for nnU-Net: counts forward calls, and stops quickly once cancelled.
 
-    def __new__(cls, network, num_outputs: int):
-        import torch
+    The wrapper's class is made here so that importing this module does not import torch.
+    """
+    import torch
 
-        class Interruptible(torch.nn.Module):
-            def __init__(self) -> None:
-                super().__init__()
-                self.network = network
-                self.num_outputs = num_outputs
-                self.cancel: threading.Event | None = None
-                self.on_call: Callable[[], None] | None = None
-                self.cancelled = False
-                for module in network.modules():
-                    module.register_forward_pre_hook(self._check)
+    class Interruptible(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.network = network
+            self.num_outputs = num_outputs
+            self.cancel: threading.Event | None = None
+            self.on_call: Callable[[], None] | None = None
+            self.cancelled = False
+            for module in network.modules():
+                module.register_forward_pre_hook(self._check)
 
-            def _check(self, module, args):
-                if self.cancel is not None and self.cancel.is_set():
-                    self.cancelled = True
-                    raise _Stop
+        def _check(self, module, args):
+            if self.cancel is not None and self.cancel.is_set():
+                self.cancelled = True
+                raise _Stop
 
-            def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
-                # nnU-Net loads each fold's weights here: between folds is a clean place to stop.
-                if self.cancel is not None and self.cancel.is_set():
-                    raise Cancelled("automatic segmentation cancelled")
-                return self.network.load_state_dict(state_dict, strict=True, assign=assign)
+        def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+            # nnU-Net loads each fold's weights here: between folds is a clean place to stop.
+            if self.cancel is not None and self.cancel.is_set():
+                raise Cancelled("automatic segmentation cancelled")
+            return self.network.load_state_dict(state_dict, strict=True, assign=assign)
 
-            def forward(self, x):
-                if not self.cancelled:
-                    try:
-                        out = self.network(x)
-                    except _Stop:
-                        pass
-                    else:
-                        if self.on_call is not None:
-                            self.on_call()
-                        return out
-                return x.new_zeros((x.shape[0], self.num_outputs, *x.shape[2:]))
+        def forward(self, x):
+            if not self.cancelled:
+                try:
+                    out = self.network(x)
+                except _Stop:
+                    pass
+                else:
+                    if self.on_call is not None:
+                        self.on_call()
+                    return out
+            return x.new_zeros((x.shape[0], self.num_outputs, *x.shape[2:]))
 
-        return Interruptible()
+    return Interruptible()
 
 
 class AutoSegmenter:
@@ -174,7 +175,7 @@ class AutoSegmenter:
                 raise CheckpointMismatchError(missing, unexpected, mismatched,
                                               what=f"fold_{fold} of {folder.path} ({folder.trainer_name})")
         network.load_state_dict(folder.weights[0], strict=True)
-        self.network = _Interruptible(network.eval(), n_out)
+        self.network = _interruptible(network.eval(), n_out)
         with _quiet():  # the predictor prints a note about devices when it is not CUDA
             self.predictor = nnUNetPredictor(tile_step_size=tile_step_size, use_gaussian=True,
                                              use_mirroring=use_mirroring,
@@ -222,8 +223,7 @@ class AutoSegmenter:
 
         self.network.cancel, self.network.on_call, self.network.cancelled = stop, on_call, False
         try:
-            with _quiet():
-                logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
+            logits = self.predictor.predict_logits_from_preprocessed_data(data).cpu()
         finally:
             self.network.cancel, self.network.on_call = None, None
         if stop.is_set() or self.network.cancelled:
@@ -274,7 +274,8 @@ class AutoSegmenter:
 
 @contextlib.contextmanager
 def _quiet():
-    """Silence nnU-Net's prints and warnings meant for its own command line."""
+    """Silence nnU-Net's prints and warnings meant for its own command line (set-up only: the
+    redirection is process-wide, so it is never held during a long prediction)."""
     import warnings
 
     with warnings.catch_warnings(), contextlib.redirect_stdout(io.StringIO()):
