@@ -38,9 +38,10 @@ __all__ = ["AutoSegmenter", "AutosegResult", "require_nnunet"]
 ProgressFn = Callable[[float, str], None]
 
 # nnU-Net's readers that hand the network SimpleITK's array order (z, y, x) with the spacing
-# reversed, as we do (NibabelIO transposes nibabel's (x, y, z) to it). The reorienting ones
-# (e.g. NibabelIOWithReorient) resample to RAS first: not supported, refused with a message.
-_SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO")
+# reversed, as we do (NibabelIO transposes nibabel's (x, y, z) to it). NibabelIOWithReorient first
+# permutes and flips the voxel axes to the closest RAS+ orientation (nibabel's canonical one): in
+# SimpleITK that is DICOMOrient(image, "RAS"), and the result is oriented back the same way.
+_SUPPORTED_READERS = ("SimpleITKIO", "NibabelIO", "NibabelIOWithReorient")
 
 
 def require_nnunet() -> None:
@@ -160,6 +161,7 @@ class AutoSegmenter:
         if reader not in _SUPPORTED_READERS:
             raise ModelFolderError(f"{folder.path}: models trained with {reader} images are not supported "
                                    f"(supported: {', '.join(_SUPPORTED_READERS)})")
+        self._reorient = reader == "NibabelIOWithReorient"
         self.plans_manager, self.configuration = plans_manager, configuration
         self.label_manager = plans_manager.get_label_manager(folder.dataset)
         n_in = determine_num_input_channels(plans_manager, configuration, folder.dataset)
@@ -204,6 +206,12 @@ class AutoSegmenter:
         start = time.perf_counter()
         channels = [channels] if isinstance(channels, Volume) else list(channels)
         image, spacing = self._stack(channels)
+        oriented_geometry = None
+        if self._reorient:
+            oriented = [_orient(c, channels[0].geometry, "RAS") for c in image]
+            image = np.stack([a for a, _ in oriented])
+            oriented_geometry = oriented[0][1]
+            spacing = [float(s) for s in oriented_geometry.spacing[::-1]]
         report = progress or (lambda fraction, message: None)
         stop = cancel or threading.Event()
 
@@ -233,6 +241,10 @@ class AutoSegmenter:
             logits, self.plans_manager, self.configuration, self.label_manager, properties,
             return_probabilities=probabilities)
         seg, probs = out if probabilities else (out, None)
+        if self._reorient:
+            seg = _orient(seg, oriented_geometry, channels[0].geometry)
+            probs = None if probs is None else np.stack(
+                [_orient(p, oriented_geometry, channels[0].geometry) for p in probs])
         labels = channels[0].with_array(np.ascontiguousarray(seg), kind="labels",
                                         autoseg=self.folder.describe())
         labels.metadata.pop("window", None)
@@ -270,6 +282,25 @@ class AutoSegmenter:
         axes = self.folder.mirroring_axes if self.predictor.use_mirroring else None
         passes = 2 ** len(axes) if axes else 1
         return max(1, tiles * passes * len(self.folder.weights))
+
+
+def _orient(array: np.ndarray, geometry, target):
+    """Permute/flip a (z, y, x) array on ``geometry``'s grid (exact, no interpolation).
+
+    ``target`` an orientation code ("RAS"): returns (array, its new Geometry). ``target`` a
+    Geometry (the original grid): returns the array on that grid.
+    """
+    import SimpleITK as sitk
+
+    from ..io.geometry import Geometry
+
+    image = sitk.GetImageFromArray(np.ascontiguousarray(array))
+    geometry.apply_to_sitk(image)
+    if isinstance(target, str):
+        out = sitk.DICOMOrient(image, target)
+        return sitk.GetArrayFromImage(out), Geometry.from_sitk(out)
+    code = sitk.DICOMOrientImageFilter.GetOrientationFromDirectionCosines(target.direction)
+    return sitk.GetArrayFromImage(sitk.DICOMOrient(image, code))
 
 
 @contextlib.contextmanager

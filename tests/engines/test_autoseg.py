@@ -37,14 +37,15 @@ from napari_openmedlab.models.nnunet import (  # noqa: E402
 )
 
 
-def _image(path: Path, shape=(9, 27, 23), spacing=(2.0, 2.2, 3.5), seed=0) -> Path:
+def _image(path: Path, shape=(9, 27, 23), spacing=(2.0, 2.2, 3.5), seed=0,
+           direction=(-1, 0, 0, 0, -1, 0, 0, 0, 1)) -> Path:
     rng = np.random.default_rng(seed)
     array = rng.normal(0, 300, shape).astype(np.int16)
     array[:, : shape[1] // 3] += 400  # some structure, so that classes differ across the image
     image = sitk.GetImageFromArray(array)
     image.SetSpacing(spacing)
     image.SetOrigin((10.0, -5.0, 3.0))
-    image.SetDirection((-1, 0, 0, 0, -1, 0, 0, 0, 1))
+    image.SetDirection(direction)
     sitk.WriteImage(image, str(path))
     return path
 
@@ -88,9 +89,34 @@ def test_nibabel_read_models_equal_nnunets_predictor(tmp_path):
     assert np.abs(ours.probabilities - prob_ref).max() <= 1e-4
 
 
-def test_reorienting_readers_are_refused(tmp_path):
+@pytest.mark.parametrize("direction", [(1, 0, 0, 0, 1, 0, 0, 0, 1), (0, 1, 0, 1, 0, 0, 0, 0, -1)])
+def test_reorienting_reader_models_equal_nnunets_predictor(tmp_path, direction):
+    """NibabelIOWithReorient: nnU-Net turns the image to RAS+ with nibabel; we with SimpleITK."""
+    pytest.importorskip("nibabel")
     folder = nf.plain_folder(tmp_path, dim=3, reader="NibabelIOWithReorient")
-    with pytest.raises(ModelFolderError, match="NibabelIOWithReorient images are not supported"):
+    image = _image(tmp_path / "case_0000.nii.gz", direction=direction)
+    seg_ref, prob_ref = _nnunet_reference(folder, image)
+    ours = _ours(folder, image)
+    assert ours.labels.shape == read_volume(image).shape
+    # nnU-Net hands back the arrays in the reoriented voxel order; its writer orients the label map
+    # back to the file's grid. Compare on the file's grid: write theirs as nnU-Net does, read it.
+    from nnunetv2.imageio.nibabel_reader_writer import NibabelIOWithReorient
+
+    _, props = NibabelIOWithReorient().read_images([str(image)])
+    NibabelIOWithReorient().write_seg(seg_ref, str(tmp_path / "theirs.nii.gz"), props)
+    theirs = read_volume(tmp_path / "theirs.nii.gz")
+    assert np.array_equal(ours.labels.array, theirs.array)
+    assert len(np.unique(theirs.array)) > 1
+
+
+def test_cascade_configurations_are_refused(tmp_path):
+    import json
+
+    folder = nf.plain_folder(tmp_path, dim=3)
+    plans = json.loads((folder / "plans.json").read_text())
+    plans["configurations"]["3d_fullres"]["previous_stage"] = "3d_lowres"
+    (folder / "plans.json").write_text(json.dumps(plans))
+    with pytest.raises(ModelFolderError, match="cascade configurations"):
         AutoSegmenter(read_model_folder(folder), "cpu")
 
 
