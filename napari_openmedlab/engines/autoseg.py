@@ -9,7 +9,8 @@ every fold, and the export back to the input grid. Only the I/O is ours: the inp
 map goes back on the first channel's grid.
 
 Progress and cancellation: the network is wrapped so that every forward call reports progress
-and, once cancel is set, every module checks it before running. A cancelled forward returns zeros
+and, once cancel is set, every module checks it before running (and Swin-UMamba's CPU scans
+between blocks of the sequence), so a run stops within one layer's time. A cancelled forward returns zeros
 instead of raising inside nnU-Net's sliding-window loop (raising there would leave its tile
 producer thread blocked, holding the image); the loop then drains in milliseconds and
 :class:`~.base.Cancelled` is raised once nnU-Net has returned.
@@ -111,10 +112,16 @@ def _interruptible(network, num_outputs: int):
                 raise Cancelled("automatic segmentation cancelled")
             return self.network.load_state_dict(state_dict, strict=True, assign=assign)
 
+        def _check_scan(self) -> None:
+            self._check(None, None)
+
         def forward(self, x):
+            from ..models.swin_umamba.selective_scan import interrupt_check
+
             if not self.cancelled:
                 try:
-                    out = self.network(x)
+                    with interrupt_check(self._check_scan):  # long Swin-UMamba scans stop too
+                        out = self.network(x)
                 except _Stop:
                     pass
                 else:

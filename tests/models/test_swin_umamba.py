@@ -279,3 +279,22 @@ def test_ss2d_scans_rows_columns_and_both_reversed():
                 expected[0, :, i, j] += y[0, :, pos]
         ours = ss.forward_core(x).view(1, d, h, w)
     assert (ours.double() - expected).abs().max().item() <= 1e-5
+
+
+def test_scan_checks_for_interruption_between_blocks():
+    from napari_openmedlab.models.swin_umamba.selective_scan import interrupt_check
+
+    calls = []
+
+    def check():
+        calls.append(1)
+        if len(calls) == 3:
+            raise KeyboardInterrupt  # any exception: what a cancelled prediction raises
+
+    u = torch.randn(1, 4, 100)
+    B = torch.randn(1, 1, 2, 100)
+    with pytest.raises(KeyboardInterrupt), interrupt_check(check):
+        selective_scan_torch(u, u, -torch.ones(4, 2), B, B, block_len=10)
+    assert len(calls) == 3
+    selective_scan_torch(u, u, -torch.ones(4, 2), B, B, block_len=10)  # outside: never called
+    assert len(calls) == 3

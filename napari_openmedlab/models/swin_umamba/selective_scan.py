@@ -21,17 +21,38 @@ log2(l) times the arithmetic, and the closed form through cumulative sums overfl
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import threading
+from collections.abc import Callable, Iterator
 
 import torch
 import torch.nn.functional as F
 
-__all__ = ["selective_scan", "selective_scan_torch", "mamba_ssm_kernel"]
+__all__ = ["selective_scan", "selective_scan_torch", "mamba_ssm_kernel", "interrupt_check"]
 
 # Elements of one (block, b, d, n) working buffer (1 MB of float32; two are alive). Small enough that
 # a block's decays, drives and states stay in the CPU cache between the vectorised steps and the
 # recurrence: up to 1.6x faster than 32 MB blocks (which stream through main memory) here.
 _WORK_ELEMENTS = 256 * 1024
+
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def interrupt_check(check: Callable[[], None]) -> Iterator[None]:
+    """While active (in this thread), long CPU scans call ``check()`` between blocks.
+
+    ``check`` raises to stop the scan (a cancelled prediction): a scan over a large image is the
+    longest single step of Swin-UMamba on the CPU, so this keeps cancelling quick.
+    """
+    previous = getattr(_local, "check", None)
+    _local.check = check
+    try:
+        yield
+    finally:
+        _local.check = previous
 
 
 @functools.lru_cache(maxsize=1)
@@ -92,7 +113,10 @@ def selective_scan_torch(
     shape = (min(block_len, length), batch, groups, per_group, n_state)
     decay_buf = torch.empty(shape, dtype=torch.float32, device=u.device)
     drive_buf = torch.empty(shape, dtype=torch.float32, device=u.device)
+    check = getattr(_local, "check", None)
     for t0 in range(0, length, block_len):
+        if check is not None:
+            check()
         t1 = min(length, t0 + block_len)
         dt = dt_seq[t0:t1, ..., None]  # (t, b, g, p, 1)
         decay = torch.mul(dt, a, out=decay_buf[: t1 - t0]).exp_()  # (t, b, g, p, n)
