@@ -39,6 +39,23 @@ class _Relay(QObject):
     failed = Signal(str)
 
 
+def _make_teardown(current: list, relay: _Relay):
+    """When the panel goes away mid-run: stop the job and drop its news (no dead widgets touched).
+
+    A plain function, so that the slot holds no reference to the deleted panel.
+    """
+
+    def teardown(*_) -> None:
+        current[0].set()
+        for signal in (relay.progress, relay.finished, relay.failed):
+            try:
+                signal.disconnect()
+            except (TypeError, RuntimeError):  # nothing connected any more
+                pass
+
+    return teardown
+
+
 class AutosegPanel(QGroupBox):
     """Folder picker, device, Auto-segment / Cancel, progress; drives ``widget`` (the dock widget)."""
 
@@ -77,6 +94,8 @@ class AutosegPanel(QGroupBox):
         self._relay.failed.connect(self._on_failed)
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
+        self._current = [self._cancel]  # the running job's cancel flag, reachable after deletion
+        self.destroyed.connect(_make_teardown(self._current, self._relay))
         self._segmenter = None  # kept while the folder and device stay the same
         self._segmenter_key = None
         self.last_layer = None
@@ -104,7 +123,7 @@ class AutosegPanel(QGroupBox):
         if not folder:
             self._say("Choose a model folder (an nnU-Net v2 results folder).")
             return False
-        self._cancel = threading.Event()
+        self._cancel = self._current[0] = threading.Event()
         self.run_button.setEnabled(False)
         self.cancel_button.setEnabled(True)
         self.progress_bar.setValue(0)
