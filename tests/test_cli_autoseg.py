@@ -91,3 +91,15 @@ def test_bad_input_is_one_line_and_writes_nothing(folder, tmp_path, capsys, monk
     assert err[-1].startswith("openmedlab: error: ") and message in err[-1]
     assert "Traceback" not in "\n".join(err)
     assert not out.exists() and not (tmp_path / "draft.labels.json").exists()
+
+
+def test_unavailable_device_is_one_line(folder, tmp_path, capsys):
+    import torch
+
+    device = "mps" if torch.cuda.is_available() else "cuda"
+    if device == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        pytest.skip("every device is available here")
+    code = main(["autoseg", str(_sample_ct()), "--model-folder", str(folder), "--device", device,
+                 "--out", str(tmp_path / "draft.nii.gz")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 1 and err[-1].startswith("openmedlab: error: ") and "not available" in err[-1]

@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..io.volume import Volume
-from ..models.nnunet.errors import ChannelMismatchError, ModelFolderError, NnUNetMissingError
+from ..models.nnunet.errors import AutosegError, ChannelMismatchError, ModelFolderError, NnUNetMissingError
 from ..models.nnunet.folder import ModelFolder
 from .base import Cancelled
 
@@ -157,7 +157,10 @@ class AutoSegmenter:
         from ..models.nnunet.networks import build_network
 
         self.folder = folder
-        self.device = resolve_device(device)
+        try:
+            self.device = resolve_device(device)
+        except ValueError as err:  # an unknown or absent device: the user's input, one line
+            raise AutosegError(str(err)) from err
         plans_manager = PlansManager(deepcopy(folder.plans))
         with _quiet():  # old (2.1) plans: nnU-Net warns that it converts them
             configuration = plans_manager.get_configuration(folder.configuration)
