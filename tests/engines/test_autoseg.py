@@ -76,6 +76,9 @@ def test_plain_nnunet_equals_nnunets_predictor(tmp_path, generation, dim):
     assert np.abs(ours.probabilities - prob_ref).max() <= 1e-4
     assert ours.classes == {1: "liver", 2: "spleen"}
     assert ours.labels.geometry == read_volume(image).geometry
+    structures = ours.to_structure_set(include_empty=True)  # one structure per class
+    assert structures.names() == ["liver", "spleen"]
+    assert np.array_equal(structures.mask("liver"), seg_ref == 1)
 
 
 def test_nibabel_read_models_equal_nnunets_predictor(tmp_path):
