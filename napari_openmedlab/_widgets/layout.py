@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from .autosave_warning import AutosaveWarning
+from .autoseg_panel import AutosegPanel
 from .model_panel import ModelPanel
 from .structure_list import StructureList
 
@@ -110,6 +111,9 @@ def build_ui(w) -> None:
     for child in (layers_box, w.models, prompts_box, w.structure_list):
         w.sections.addWidget(child)
     lay.addLayout(w.sections)
+    # auto-segmentation (#17) right under the model choice
+    w.autoseg = AutosegPanel(w)
+    w.sections.insertWidget(w.sections.indexOf(w.models) + 1, w.autoseg)
     lay.addLayout(actions)
     w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)
     lay.addWidget(w.autosave_warning)

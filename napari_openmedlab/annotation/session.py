@@ -42,6 +42,7 @@ from .changes import (
     StructureAdded,
     StructureRemoved,
 )
+from .importing import import_structures
 from .masks import EMPTY_BBOX, SparseMask, bbox_union
 from .prompt_log import commit_record
 from .structure_set import LockedStructureError, StructureSet, StructureSetError
@@ -168,6 +169,7 @@ class AnnotationSession:
             rq.Rename: self._rename,
             rq.Lock: self._lock,
             rq.SetVisible: self._visible,
+            rq.ImportStructures: lambda r: import_structures(self, r),
             rq.Undo: self._undo,
             rq.Redo: self._redo,
         }

@@ -12,7 +12,7 @@ import sys
 
 from .. import __version__
 
-SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate")
+SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "annotate", "autoseg")
 
 
 def build_parser() -> argparse.ArgumentParser:

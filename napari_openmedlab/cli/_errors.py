@@ -22,6 +22,9 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
         DeviceError,
         EvaluationInputError,
     ]
+    from ..models.nnunet.errors import AutosegError
+
+    errors.append(AutosegError)
     try:
         from ..annotation.autosave import RecoveryError
 
