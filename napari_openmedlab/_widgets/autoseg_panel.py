@@ -181,14 +181,14 @@ class AutosegPanel(QGroupBox):
         self._say(message)
 
     def _on_finished(self, result, image_layer) -> None:
-        from ..annotation.requests import ImportStructures
+        from ..annotation import ImportStructures, structures_from_autoseg
 
         self._done()
         session = self.widget.session
         if image_layer is not session.image_layer:
             self._say("The image changed while auto-segmenting; the draft was dropped.")
             return
-        draft = result.to_structure_set()
+        draft = structures_from_autoseg(result)
         names = draft.names()
         if not names:
             self._say(f"Draft in {result.seconds:.1f}s: the model found nothing on this image.")

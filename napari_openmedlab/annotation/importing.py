@@ -20,6 +20,16 @@ if TYPE_CHECKING:
     from .session import AnnotationSession, Outcome
 
 
+def structures_from_autoseg(result, include_empty: bool = False):
+    """An :class:`~napari_openmedlab.engines.autoseg.AutosegResult` as a structure set: one
+    structure per class found (per class of ``dataset.json`` with ``include_empty``), on its grid."""
+    from .structure_set import StructureSet
+
+    return StructureSet.from_label_map(
+        result.labels.array, result.labels.geometry, result.classes, include_empty=include_empty
+    )
+
+
 def import_structures(session: AnnotationSession, r: ImportStructures) -> Outcome:
     from .session import Outcome, SessionError
 

@@ -64,19 +64,15 @@ class AutosegResult:
         classes: label id -> class name (``dataset.json``), background left out.
         probabilities: (classes incl. background, z, y, x) float32, when asked for.
         seconds: wall time of the prediction (preprocessing to export).
+
+    As a structure set (one structure per class): ``annotation.structures_from_autoseg(result)``
+    (the annotation layer sits above the engines, so the conversion lives there).
     """
 
     labels: Volume
     classes: dict[int, str]
     probabilities: np.ndarray | None = None
     seconds: float = 0.0
-
-    def to_structure_set(self, include_empty: bool = False):
-        """One structure per class found (named from ``dataset.json``), ready to refine and lock."""
-        from ..annotation.structure_set import StructureSet
-
-        return StructureSet.from_label_map(self.labels.array, self.labels.geometry, self.classes,
-                                           include_empty=include_empty)
 
 
 class _Stop(Exception):

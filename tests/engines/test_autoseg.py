@@ -25,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import nnunet_folders as nf  # noqa: E402
 
+from napari_openmedlab.annotation import structures_from_autoseg  # noqa: E402
 from napari_openmedlab.engines.autoseg import AutoSegmenter  # noqa: E402
 from napari_openmedlab.engines.base import Cancelled  # noqa: E402
 from napari_openmedlab.io import read_volume  # noqa: E402
@@ -76,7 +77,7 @@ def test_plain_nnunet_equals_nnunets_predictor(tmp_path, generation, dim):
     assert np.abs(ours.probabilities - prob_ref).max() <= 1e-4
     assert ours.classes == {1: "liver", 2: "spleen"}
     assert ours.labels.geometry == read_volume(image).geometry
-    structures = ours.to_structure_set(include_empty=True)  # one structure per class
+    structures = structures_from_autoseg(ours, include_empty=True)  # one structure per class
     assert structures.names() == ["liver", "spleen"]
     assert np.array_equal(structures.mask("liver"), seg_ref == 1)
 
