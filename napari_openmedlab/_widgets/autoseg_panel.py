@@ -35,23 +35,6 @@ class _Relay(QObject):
     failed = Signal(str)
 
 
-def _make_teardown(current: list, relay: _Relay):
-    """When the panel goes away mid-run: stop the job and drop its news (no dead widgets touched).
-
-    A plain function, so that the slot holds no reference to the deleted panel.
-    """
-
-    def teardown(*_) -> None:
-        current[0].set()
-        for signal in (relay.progress, relay.finished, relay.failed):
-            try:
-                signal.disconnect()
-            except (TypeError, RuntimeError):  # nothing connected any more
-                pass
-
-    return teardown
-
-
 class AutosegPanel(QGroupBox):
     """Folder picker, device, Auto-segment / Cancel, progress; drives ``widget`` (the dock widget)."""
 
@@ -91,7 +74,10 @@ class AutosegPanel(QGroupBox):
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
         self._current = [self._cancel]  # the running job's cancel flag, reachable after deletion
-        self.destroyed.connect(_make_teardown(self._current, self._relay))
+        # False once the widget is closed (shutdown): the running job's news is dropped. Not tied to
+        # the panel's destroyed signal: a Python slot run while the garbage collector deletes the
+        # panel crashed the process.
+        self._alive = [True]
         self._segmenter = None  # kept while the folder and device stay the same
         self._segmenter_key = None
         self.last_names: list[str] = []  # the structures the last draft gave
@@ -134,6 +120,11 @@ class AutosegPanel(QGroupBox):
             self._cancel.set()
             self._say("Cancelling…")
 
+    def shutdown(self) -> None:
+        """The widget is closing: stop the running job and drop its news (no widget touched after)."""
+        self._alive[0] = False
+        self._current[0].set()
+
     def wait(self, timeout: float = 60.0) -> bool:
         """Block until the run ends (tests, scripts); True if it ended. Qt events are processed."""
         import time
@@ -173,16 +164,22 @@ class AutosegPanel(QGroupBox):
 
     # --- UI thread ------------------------------------------------------------------------------
     def _on_progress(self, fraction: float, message: str) -> None:
+        if not self._alive[0]:
+            return
         self.progress_bar.setValue(int(round(1000 * fraction)))
         self._say(message)
 
     def _on_failed(self, message: str) -> None:
+        if not self._alive[0]:
+            return
         self._done()
         self._say(message)
 
     def _on_finished(self, result, image_layer) -> None:
         from ..annotation import ImportStructures, structures_from_autoseg
 
+        if not self._alive[0]:
+            return
         self._done()
         session = self.widget.session
         if image_layer is not session.image_layer:

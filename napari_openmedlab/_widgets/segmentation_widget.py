@@ -470,6 +470,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     def cleanup(self) -> None:
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
+        self.autoseg.shutdown()
         self.interaction.detach()
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_combos),

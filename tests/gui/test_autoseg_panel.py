@@ -105,3 +105,16 @@ def test_bad_folder_is_one_line_in_the_panel(make_widget, tmp_path):
     assert panel.wait(60)
     assert "not an nnU-Net results folder" in panel.status.text()
     assert panel.run_button.isEnabled()
+
+
+def test_closing_the_widget_mid_run_stops_the_job_and_drops_its_news(make_widget, model_folder):
+    ct = read_volume(SAMPLE_CT)
+    viewer, w = make_widget(volume=ct)
+    panel = w.autoseg
+    panel.set_folder(model_folder)
+    panel.device_combo.setCurrentText("cpu")
+    assert panel.run()
+    w.cleanup()  # what closing the dock widget does
+    panel._thread.join(60)
+    assert not panel.running
+    assert w.session.model.structures.names() == []  # no draft arrived after the close
