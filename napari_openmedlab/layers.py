@@ -76,10 +76,15 @@ def geometry_of_layer(metadata: dict, scale=None, affine=None) -> Geometry | Non
 
 
 def label_names_beside(source: str | None) -> dict[int, str] | None:
-    """Organ names from a ``labels.json`` next to a label file (``{"labels": {id: name}}``)."""
+    """Organ names from ``<name>.labels.json`` or ``labels.json`` next to a label file.
+
+    Both hold ``{"labels": {id: name}}``; the first is the class table that ``openmedlab autoseg``
+    writes beside its label map, the second one table for a whole folder.
+    """
     if not source:
         return None
-    candidate = Path(source).parent / "labels.json"
+    own = Path(source).parent / f"{file_stem(source)}.labels.json"
+    candidate = own if own.is_file() else Path(source).parent / "labels.json"
     if not candidate.is_file():
         return None
     try:
@@ -90,12 +95,15 @@ def label_names_beside(source: str | None) -> dict[int, str] | None:
         return None
 
 
-def _name_of(volume: Volume) -> str:
-    source = volume.metadata.get("source")
-    if not source:
-        return "volume"
-    name = Path(source).name
+def file_stem(path: str) -> str:
+    """A volume file's name without its (possibly double) suffix: ``ct.nii.gz`` -> ``ct``."""
+    name = Path(path).name
     for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return name
+
+
+def _name_of(volume: Volume) -> str:
+    source = volume.metadata.get("source")
+    return file_stem(source) if source else "volume"

@@ -20,6 +20,7 @@ from qtpy.QtWidgets import (
 )
 
 from .autosave_warning import AutosaveWarning
+from .autoseg_panel import AutosegPanel
 from .contouring_panel import ContouringPanel
 from .dicom_panel import DicomPanel
 from .display_controls import DisplayControls
@@ -126,6 +127,9 @@ def build_ui(w) -> None:
     w.dicom = DicomPanel(w)  # Export / Import RTSTRUCT and SEG
     w.sections.addWidget(w.dicom)
     lay.addLayout(w.sections)
+    # auto-segmentation (#17) right under the model choice
+    w.autoseg = AutosegPanel(w)
+    w.sections.insertWidget(w.sections.indexOf(w.models) + 1, w.autoseg)
     lay.addLayout(actions)
     w.autosave_warning = AutosaveWarning(lambda: w.session.autosave_warning)
     lay.addWidget(w.autosave_warning)

@@ -488,6 +488,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     def cleanup(self) -> None:
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
+        self.autoseg.shutdown()
         self.interaction.detach()
         self.view_controls.detach()
         self.display_controls.detach()

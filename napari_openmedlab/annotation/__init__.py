@@ -6,6 +6,7 @@ the tests exercise it without a display.
 
 from .autosave import RecoveryError, image_key, recovery_root
 from .editing import OVERLAP_RULES, commit_mask
+from .importing import structures_from_autoseg
 from .label_classes import LabelClass, list_presets, load_preset, read_classes, write_classes
 from .masks import SparseMask, bbox_slices, bounding_box, mask_digest
 from .requests import (
@@ -17,6 +18,7 @@ from .requests import (
     Commit,
     Contour,
     Edit,
+    ImportStructures,
     Lock,
     Redo,
     Refine,
@@ -44,6 +46,7 @@ __all__ = [
     "Contour",
     "Edit",
     "EngineCall",
+    "ImportStructures",
     "Lock",
     "Outcome",
     "Redo",
@@ -57,6 +60,7 @@ __all__ = [
     "StructureSetAutosave",
     "Undo",
     "request_from_dict",
+    "structures_from_autoseg",
     "Flattening",
     "LockedStructureError",
     "SparseMask",

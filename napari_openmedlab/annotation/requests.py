@@ -331,6 +331,61 @@ class Contour(Request):
         out["params"] = dict(self.params)
         return out
 
+@dataclass(frozen=True)
+class ImportStructures(Request):
+    """Several structures with their masks as ONE undo step (an automatic draft, another set).
+
+    Each item is a dict: ``name``, ``bbox`` + ``bits`` (as in :class:`Edit`), optional ``color``,
+    ``codes`` and ``label_id``. A new name becomes a new structure; an unlocked structure of the
+    same name gets the item's mask (replace); a locked one is kept as it is and reported.
+    Build one with :meth:`from_structure_set`.
+    """
+
+    type: ClassVar[str] = "import_structures"
+    items: tuple
+    source: str = ""
+
+    def __post_init__(self) -> None:
+        if isinstance(self.items, (dict, str, bytes)) or not hasattr(self.items, "__iter__"):
+            raise RequestError("import_structures items: a list of structures expected")
+        checked, names = [], set()
+        for item in self.items:
+            if not isinstance(item, dict):
+                raise RequestError(f"import_structures item: an object with name, bbox, bits; got {item!r:.60}")
+            unknown = set(item) - {"name", "bbox", "bits", "color", "codes", "label_id"}
+            if unknown:
+                raise RequestError(f"import_structures item: unknown field(s) {', '.join(sorted(unknown))}")
+            edit = Edit(item.get("name"), "paint", item.get("bbox", ()), item.get("bits", b""))
+            if edit.structure in names:
+                raise RequestError(f"import_structures: {edit.structure!r} appears twice")
+            names.add(edit.structure)
+            meta = AddStructure(edit.structure, item.get("color"), item.get("codes") or {}, item.get("label_id"))
+            checked.append({"name": edit.structure, "bbox": edit.bbox, "bits": edit.bits, "color": meta.color,
+                            "codes": dict(meta.codes), "label_id": meta.label_id})
+        if not checked:
+            raise RequestError("import_structures: no structures to import")
+        object.__setattr__(self, "items", tuple(checked))
+        object.__setattr__(self, "source", str(self.source or ""))
+
+    @classmethod
+    def from_structure_set(cls, structures, source: str = "") -> ImportStructures:
+        """The import of every non-empty structure of ``structures`` (same grid as the session)."""
+        items = []
+        for s in structures:
+            if s.mask.empty:
+                continue
+            edit = Edit.from_mask(s.name, "paint", s.mask.patch(), s.mask.bbox[:3])
+            items.append({"name": s.name, "bbox": edit.bbox, "bits": edit.bits, "color": s.color,
+                          "codes": dict(s.codes), "label_id": s.label_id})
+        return cls(tuple(items), source)
+
+    def edits(self) -> list[Edit]:
+        return [Edit(i["name"], "paint", i["bbox"], i["bits"]) for i in self.items]
+
+    def to_dict(self) -> dict:
+        items = [dict(i, bbox=list(i["bbox"]), bits=base64.b64encode(i["bits"]).decode("ascii")) for i in self.items]
+        return {"type": self.type, "items": items, "source": self.source}
+
 
 # --- history --------------------------------------------------------------------------------------
 @dataclass(frozen=True)
@@ -358,6 +413,7 @@ REQUEST_TYPES: dict[str, type[Request]] = {
         Lock,
         SetVisible,
         Contour,
+        ImportStructures,
         Undo,
         Redo,
     )

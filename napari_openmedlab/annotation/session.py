@@ -42,6 +42,7 @@ from .changes import (
     StructureAdded,
     StructureRemoved,
 )
+from .importing import import_structures
 from .masks import EMPTY_BBOX, SparseMask, bbox_union
 from .prompt_log import commit_record
 from .structure_set import LockedStructureError, StructureSet, StructureSetError
@@ -169,6 +170,8 @@ class AnnotationSession:
             rq.Lock: self._lock,
             rq.SetVisible: self._visible,
             rq.Contour: self._contour,
+
+            rq.ImportStructures: lambda r: import_structures(self, r),
             rq.Undo: self._undo,
             rq.Redo: self._redo,
         }

@@ -14,7 +14,7 @@ import sys
 from .. import __version__
 
 SUBCOMMANDS = ("info", "view", "segment", "evaluate", "download", "replay", "annotate", "contour", "export",
-               "import_", "serve", "batch", "dataset")
+               "import_", "autoseg", "serve", "batch", "dataset")
 
 
 def build_parser() -> argparse.ArgumentParser:

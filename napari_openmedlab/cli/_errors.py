@@ -32,6 +32,10 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
     from ..io.atomic import FileWriteError
 
     errors += [StructureSetError, ProjectError, FileWriteError, LabelClassError]
+
+    from ..models.nnunet.errors import AutosegError
+
+    errors.append(AutosegError)
     try:
         from ..annotation.autosave import RecoveryError
 
