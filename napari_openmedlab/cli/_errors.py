@@ -5,7 +5,7 @@ from __future__ import annotations
 
 def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads as a constant
     from ..engines.base import EngineError, PromptError
-    from ..evaluation.errors import EvaluationInputError
+    from ..evaluation.inputs import EvaluationInputError
     from ..io.errors import VolumeReadError, VolumeWriteError
     from ..models.device import DeviceError
     from ..models.registry import UnknownModelError
