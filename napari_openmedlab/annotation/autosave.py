@@ -34,6 +34,7 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 
@@ -49,6 +50,7 @@ MAX_LABEL_ID = int(np.iinfo(np.uint16).max)  # what the label files can hold
 _GEN = re.compile(r"^gen-(\d{6,})$")
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 class RecoveryError(ValueError):
@@ -269,9 +271,13 @@ class RecoveryStore:
     def exists(self, others_only: bool = False) -> bool:
         return bool(self._candidates(others_only))
 
-    def load_snapshot(self, others_only: bool = False) -> Snapshot:
-        """The newest snapshot that is complete and sane; :class:`RecoveryError` when none is.
+    def read_newest_good(self, read: Callable[[Path], T], others_only: bool = False) -> tuple[T, Generation | None, list[str]]:
+        """``read(folder)`` on the newest generation that passes its manifest check and ``read``.
 
+        ``read`` parses the snapshot's files (any set of names) and raises for content that cannot
+        be right; the generations it or the manifest check refused are skipped, newest first.
+        Returns ``(what read returned, its generation (None: the first version's layout), skipped
+        lines)``; :class:`RecoveryError` naming each one's fault when none is usable.
         ``others_only``: only work of other sessions (what a restore brings back).
         """
         skipped: list[str] = []
@@ -281,15 +287,22 @@ class RecoveryStore:
                 fault = gen.fault() if gen else None
                 if fault:
                     raise RecoveryError(fault)
-                log = check_log(json.loads((folder / LOG_FILE).read_text(encoding="utf-8")))
-                labels = check_labels(read_volume(folder / LABELS_FILE))
+                return read(folder), gen, skipped
             except (RecoveryError, VolumeReadError, OSError, ValueError) as err:
                 skipped.append(f"{label}: {str(err).splitlines()[0] if str(err) else type(err).__name__}")
-                continue
-            return Snapshot(labels, log, gen, skipped)
         if not skipped:
             raise RecoveryError(f"{self.folder}: no autosave here")
         raise RecoveryError("no autosave could be restored: " + "; ".join(skipped))
+
+    def load_snapshot(self, others_only: bool = False) -> Snapshot:
+        """The newest labels + prompt log snapshot that is complete and sane (see :meth:`read_newest_good`)."""
+
+        def read(folder: Path) -> tuple[Volume, dict]:
+            log = check_log(json.loads((folder / LOG_FILE).read_text(encoding="utf-8")))
+            return check_labels(read_volume(folder / LABELS_FILE)), log
+
+        (labels, log), gen, skipped = self.read_newest_good(read, others_only)
+        return Snapshot(labels, log, gen, skipped)
 
     def load(self) -> tuple[Volume, dict]:
         """The newest good snapshot's labels and prompt log (see :meth:`load_snapshot`)."""
