@@ -7,7 +7,7 @@ def EXPECTED_ERRORS() -> tuple[type[BaseException], ...]:  # noqa: N802 - reads 
     from ..annotation.contouring import ContouringError
     from ..annotation.structure_set import StructureSetError
     from ..engines.base import EngineError, PromptError
-    from ..evaluation.errors import EvaluationInputError
+    from ..evaluation.inputs import EvaluationInputError
     from ..io.errors import VolumeReadError, VolumeWriteError
     from ..models.device import DeviceError
     from ..models.registry import UnknownModelError

@@ -49,6 +49,36 @@ def _full_disk_write(tmp: Path, name: str, write, leave: int) -> Outcome:
         return out
 
 
+def _fsync_fails_write(tmp: Path, name: str, write) -> Outcome:
+    """Fault injection, for machines where no small file system can be mounted: the disk fills
+    up under delayed allocation, so fsync (not write) reports ENOSPC, as ext4 or NFS do."""
+    import errno
+
+    from napari_openmedlab.io import atomic
+
+    target = tmp / "out" / name
+    target.parent.mkdir()
+    write(target, 0)
+    changed = protect(target)
+    real = atomic._fsync_path
+
+    def full(path):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    atomic._fsync_path = full
+    try:
+        write(target, 1)
+        out = Outcome(0)
+    except OSError as err:
+        out = Outcome(1, str(err))
+    except Exception as err:
+        out = Outcome(1, "", f"{type(err).__name__}: {err}")
+    finally:
+        atomic._fsync_path = real
+    out.lost = changed() + leftovers(target.parent, {name})
+    return out
+
+
 def _writer_cases():
     from napari_openmedlab.io import write_volume
 
@@ -95,6 +125,11 @@ def _writer_cases():
     writers += [("log.json", json_writer), ("results.csv", csv_writer), ("dice.png", plot_writer),
                 ("set.omlss", structure_set_writer), ("classes.json", classes_writer)]
     for name, write in writers:
+        def injected(tmp, name=name, write=write):
+            return _fsync_fails_write(tmp, name, write)
+
+        injected.__name__ = f"fsync_fails_{name.replace('.', '_')}"
+        case("1 full disk", f"{name} replaced while fsync reports ENOSPC (fault injection)")(injected)
         for leave in (0, 16384):
             def run(tmp, name=name, write=write, leave=leave):
                 return _full_disk_write(tmp, name, write, leave)

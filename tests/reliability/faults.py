@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import io
 import os
 import shutil
@@ -103,8 +104,19 @@ def leftovers(folder: Path, allowed: set[str]) -> list[str]:
 
 
 # --- a real small file system ---------------------------------------------------------------------
+@functools.lru_cache(maxsize=1)
 def can_mount() -> bool:
-    return hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount") is not None
+    """Whether a tmpfs can be mounted here (root, and a container that allows it): tried once."""
+    if not (hasattr(os, "geteuid") and os.geteuid() == 0 and shutil.which("mount")):
+        return False
+    import tempfile
+
+    with tempfile.TemporaryDirectory(prefix="mount-probe-") as tmp:
+        try:
+            with small_filesystem(Path(tmp) / "fs", 64):
+                return True
+        except (OSError, subprocess.CalledProcessError):
+            return False
 
 
 @contextlib.contextmanager

@@ -25,7 +25,7 @@ def test_case_ids_are_unique():
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_case(case, tmp_path, monkeypatch):
     if case.needs_mount and not can_mount():
-        pytest.skip("needs root to mount a small tmpfs (CI runs as root)")
+        pytest.skip("needs a real small file system: root and a tmpfs mount (CI runs as root)")
     monkeypatch.setenv("OPENMEDLAB_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.setenv("OPENMEDLAB_RECOVERY_DIR", str(tmp_path / "recovery-root"))
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
