@@ -14,7 +14,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from qtpy.QtWidgets import QFileDialog, QGroupBox, QHBoxLayout, QPushButton
+from qtpy.QtWidgets import QFileDialog, QGridLayout, QGroupBox, QPushButton
 
 from ..layers import META_KEY
 
@@ -28,14 +28,14 @@ class DicomPanel(QGroupBox):
         self.export_rt_button = QPushButton("Export RTSTRUCT…")
         self.export_seg_button = QPushButton("Export SEG…")
         self.import_button = QPushButton("Import RTSTRUCT/SEG…")
-        row = QHBoxLayout(self)
-        for b in (self.export_rt_button, self.export_seg_button, self.import_button):
+        grid = QGridLayout(self)  # two rows: the dock must fit a 1280-pixel window
+        for i, b in enumerate((self.export_rt_button, self.export_seg_button, self.import_button)):
             b.setToolTip(
                 "Structures as a DICOM RT Structure Set or Segmentation referencing the image's DICOM series"
                 if b is not self.import_button
                 else "Read an RTSTRUCT or SEG of this series: each structure joins the structure list"
             )
-            row.addWidget(b)
+            grid.addWidget(b, i // 2, i % 2)
         self.export_rt_button.clicked.connect(lambda: self._export_dialog("rtstruct"))
         self.export_seg_button.clicked.connect(lambda: self._export_dialog("seg"))
         self.import_button.clicked.connect(self._import_dialog)

@@ -88,7 +88,7 @@ def test_save_proposes_the_image_folder_and_a_name_without_spaces(make_widget, t
 
 
 def test_window_presets_for_any_engine_and_the_hu_readout_whatever_is_selected(make_widget):
-    from conftest import phantom
+    phantom = _gui_conftest().phantom
 
     ct = phantom()
     ct.array[ct.array < 0] = -1000  # air around the balls, as in any CT
@@ -131,3 +131,13 @@ def test_tooltips_name_the_shortcuts(make_widget):
     for name, button in w.view_controls.buttons.items():
         assert "Alt+" in button.toolTip(), name
 
+
+def _gui_conftest():
+    """tests/gui/conftest.py as a module (``import conftest`` finds tests/conftest.py in a full run)."""
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("_gui_conftest", Path(__file__).with_name("conftest.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
