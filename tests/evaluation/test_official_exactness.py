@@ -81,7 +81,21 @@ def _case(kind: int) -> tuple[Volume, Volume]:
 
 # --- the official pipeline, independently -----------------------------------------------------
 def official_run(model, image_path, label_path) -> dict[int, list[tuple[np.ndarray, float]]]:
-    """{class: [(crop mask (x, y, z), Dice on the image grid) after each click]}."""
+    """{class: [(crop mask (x, y, z), Dice on the image grid) after each click]}.
+
+    Run with one torch thread, as our side is: with several threads some CPU builds of torch
+    (2.13 here) split reductions differently, which moves a logit near 0 across the threshold.
+    Exactness is a statement about the same arithmetic on both sides, thread count included.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        return _official_run(model, image_path, label_path)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _official_run(model, image_path, label_path) -> dict[int, list[tuple[np.ndarray, float]]]:
     np.random.seed(233)  # validate_paired_img_gt seeds the global generator once per case
     subject = tio.Subject(image=tio.ScalarImage(image_path), label=tio.LabelMap(label_path))
     gt_all = subject.label.data[0].numpy()  # (x, y, z) of the image grid
