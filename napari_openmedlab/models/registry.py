@@ -89,7 +89,7 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec(
             name="seeded-region",
             family="classic",
-            source="weight-free 3D seeded segmentation (random walker on the clicks)",
+            source="weight-free 3D seeded region growing from the clicks (intensity windows and radii in mm)",
             normalisation="robust intensity scaling from the clicked voxels",
         ),
     )
