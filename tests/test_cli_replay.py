@@ -61,29 +61,6 @@ def test_replay_refuses_bad_requests_in_one_line(tmp_path, capsys):
     assert not (tmp_path / "p.omlss").exists()
 
 
-def test_annotate_passes_encoder_and_threads_to_the_engine(tmp_path, monkeypatch, capsys):
-    """``--encoder``/``--threads`` (as on segment and eval) reach create_engine; bad ones are refused."""
-    import napari_openmedlab.engines as engines
-
-    seen = []
-    real = engines.create_engine
-
-    def recording(name, checkpoint=None, device="auto", **kwargs):
-        seen.append(kwargs)
-        return real(name, checkpoint, device, **kwargs)
-
-    monkeypatch.setattr(engines, "create_engine", recording)
-    steps = write(tmp_path / "s.json", [{"type": "point", "zyx": [15, 60, 40]}, {"type": "commit", "structure": "x"}])
-    args = ["replay", str(SAMPLE_CT), "--model", "seeded-region", "--requests", steps,
-            "--out", str(tmp_path / "p.omlss")]
-    assert main([*args, "--encoder", "reference", "--threads", "1"]) == 0
-    assert main(args) == 0
-    assert seen == [{"encoder": "reference", "threads": 1}, {"encoder": "fast", "threads": 0}]
-    with pytest.raises(SystemExit):
-        main([*args, "--threads", "-1"])
-    assert "threads is 0 (automatic)" in capsys.readouterr().err
-
-
 def test_replay_passes_encoder_and_threads_to_the_engine(tmp_path, monkeypatch, capsys):
     """``--encoder``/``--threads`` (as on segment and eval) reach create_engine; bad ones are refused."""
     import napari_openmedlab.engines as engines

@@ -145,13 +145,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         self.session.mode = self.structure_list.mode
         self.refresh_structures()
         self.dicom.adopt_structure_layers()  # an RTSTRUCT/SEG opened with the series (openmedlab view DIR)
-        self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
-        self.viewer.layers.selection.active = self.session.points_layer
-        self._refresh_combos()
-        if self.runner.engine is not None:
-            self.runner.set_volume(self.session.volume)
-        else:
-            self.models.request_load()
+        self._attach_view()
         self._offer_restore()
 
     def adopt_session(self, layer, session) -> None:
@@ -160,6 +154,10 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         self.session.adopt(layer, session)
         self.session.mode = self.structure_list.mode
         self.refresh_structures()
+        self._attach_view()
+
+    def _attach_view(self) -> None:
+        """Point the prompt layers, the layer choices and the engine at the session just shown."""
         self.interaction.watch(self.session.points_layer, self.session.boxes_layer)
         self.viewer.layers.selection.active = self.session.points_layer
         self._refresh_combos()

@@ -33,7 +33,7 @@ from ..annotation.label_classes import LabelClass
 from ..annotation.session import AnnotationSession
 from ..annotation.structure_autosave import StructureSetAutosave
 from ..annotation.structure_set import StructureSet, StructureSetError
-from ..io.atomic import atomic_write_json, remove_stale_temporaries
+from ..io.atomic import atomic_write_json, pid_alive, remove_stale_temporaries
 from .cases import PROJECT_DIR, DatasetCase, find_dataset_cases
 
 STATE_FILE = "openmedlab_project.json"
@@ -59,16 +59,6 @@ def _user() -> str:
         return getpass.getuser()
     except Exception:  # no user name in some containers
         return "unknown"
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def _new_record(case: DatasetCase, root: Path) -> dict:
@@ -187,6 +177,7 @@ class AnnotationProject:
         me = {"pid": os.getpid(), "host": socket.gethostname(), "user": _user(), "since": _now()}
         for _ in range(2):
             try:
+                # a lock, not data: O_EXCL creation is the point, so not the atomic writer (which replaces)
                 fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
             except FileExistsError:
                 try:
@@ -194,7 +185,7 @@ class AnnotationProject:
                 except (OSError, ValueError):
                     holder = {}
                 same_host = holder.get("host") == me["host"]
-                if same_host and isinstance(holder.get("pid"), int) and not _pid_alive(holder["pid"]):
+                if same_host and isinstance(holder.get("pid"), int) and not pid_alive(holder["pid"]):
                     with contextlib.suppress(OSError):
                         path.unlink()  # left by a process that died here: take it over
                     continue

@@ -213,7 +213,7 @@ def remove_stale_temporaries(
             pid = int(pid_text)
         except ValueError:
             continue
-        if pid == os.getpid() or _pid_alive(pid):  # a live writer's file (ours too) is not stale
+        if pid == os.getpid() or pid_alive(pid):  # a live writer's file (ours too) is not stale
             continue
         with contextlib.suppress(OSError):
             if path.is_dir() and not path.is_symlink():
@@ -261,7 +261,8 @@ def _umask() -> int:
     return umask
 
 
-def _pid_alive(pid: int) -> bool:
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid runs on this machine (also used by the data-set lock)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
