@@ -21,6 +21,10 @@ ProgressCallback = Callable[[float, str], None]
 CancelFlag = Callable[[], bool]
 """Returns True once the caller wants the running step abandoned."""
 
+PartialCallback = Callable[["Prediction"], None]
+"""Called, from the engine's thread, with a piece of the answer as soon as it is ready: its voxels
+are added to what the preview showed before the request (the final answer replaces them all)."""
+
 
 class EngineError(RuntimeError):
     """An engine was used wrongly (no volume set, unsupported prompt, ...)."""
@@ -194,6 +198,8 @@ class Engine(abc.ABC):
     name: str = "engine"
     #: whether box prompts are understood (the 2D models); SAM-Med3D takes points only
     supports_boxes: bool = False
+    #: whether ``_predict`` takes ``partial=`` and streams pieces of its answer
+    streams: bool = False
 
     def __init__(self) -> None:
         self._volume: Volume | None = None
@@ -217,8 +223,13 @@ class Engine(abc.ABC):
         prompts: Prompts,
         progress: ProgressCallback | None = None,
         cancel: CancelFlag | None = None,
+        partial: PartialCallback | None = None,
     ) -> Prediction:
-        """The mask of the current object given all its prompts so far."""
+        """The mask of the current object given all its prompts so far.
+
+        ``partial``, where the engine streams (:attr:`streams`), gets pieces of the answer as
+        they are ready (a new SAM-Med3D object: each crop's mask); others ignore it.
+        """
         volume = self.volume
         prompts.check_inside(volume.shape)
         prompts.check_values(volume.array)
@@ -226,6 +237,8 @@ class Engine(abc.ABC):
             raise PromptError(f"{self.name} does not take boxes; use positive/negative clicks")
         if prompts.empty:
             raise PromptError("no prompt given: add at least one click")
+        if partial is not None and self.streams:
+            return self._predict(prompts, progress, cancel, partial=partial)
         return self._predict(prompts, progress, cancel)
 
     def reset(self) -> None:

@@ -65,9 +65,25 @@ from collections import OrderedDict
 import numpy as np
 
 from ..io.volume import Volume
-from .base import CancelFlag, Cancelled, Engine, EngineError, Prediction, ProgressCallback, Prompts
+from .base import (
+    CancelFlag,
+    Cancelled,
+    Engine,
+    EngineError,
+    PartialCallback,
+    Prediction,
+    ProgressCallback,
+    Prompts,
+)
 from .crop3d import CROP, SPACING, CanonicalGrid
-from .sam_med3d_crops import OVERLAP, kept_seed, merge_pieces, seed_near_face, touched_faces
+from .sam_med3d_crops import (
+    OVERLAP,
+    MergeBuffers,
+    kept_seed,
+    merge_pieces,
+    seed_near_face,
+    touched_faces,
+)
 
 #: default number of cached crop embeddings (0.79 MB each: 50 MB)
 CACHE_SIZE = 64
@@ -103,6 +119,7 @@ class SamMed3DEngine(Engine):
 
     name = "sam-med3d-turbo"
     supports_boxes = False
+    streams = True
 
     def __init__(self, model, device="auto", *, amp: bool = False, cache_size: int = CACHE_SIZE,
                  max_extra_crops: int = 8, encoder: str = "fast", threads: int | None = None,
@@ -132,6 +149,7 @@ class SamMed3DEngine(Engine):
         self._grid: CanonicalGrid | None = None
         #: the last prediction's crops: start -> (logits, 128^3 mask, piece on the volume grid)
         self._last_masks: dict[tuple, tuple] = {}
+        self._buffers = MergeBuffers()
 
     @property
     def encoder(self) -> str:
@@ -183,6 +201,7 @@ class SamMed3DEngine(Engine):
         self._grid = CanonicalGrid.from_geometry(volume.geometry, volume.shape, SPACING)
         self._cache.clear()
         self._last_masks = {}
+        self._buffers.clear()
         if progress is not None:
             progress(1.0, "volume ready")
 
@@ -196,7 +215,7 @@ class SamMed3DEngine(Engine):
         return self._grid
 
     def _predict(self, prompts: Prompts, progress: ProgressCallback | None,
-                 cancel: CancelFlag | None) -> Prediction:
+                 cancel: CancelFlag | None, partial: PartialCallback | None = None) -> Prediction:
         t_start = time.perf_counter()
         if self.device.type == "cpu":
             self.thread_policy.apply()
@@ -221,6 +240,10 @@ class SamMed3DEngine(Engine):
             first = grid.crop_start(points[0], points[0] + 1)
         previous = base["logits"] if base is not None else {}
         previous_prompts = base["crop_prompts"] if base is not None else {}
+        # a new object's crops only add voxels: each is shown as soon as it is decoded (the first
+        # crop within a second, the extension crops as their encoder batches finish)
+        stream = partial if base is None and prompts.mask is None else None
+        pasted: dict[tuple, tuple | None] = {}
 
         stride = CROP - OVERLAP
         queue: list[tuple[tuple, tuple | None]] = [(first, None)]
@@ -276,24 +299,36 @@ class SamMed3DEngine(Engine):
                     results[start] = self._decode(embeddings[start], crop_pts, crop_labels,
                                                   mask_prompt, timings)
                 hi = results[start][1]
+                if stream is not None:
+                    t0 = time.perf_counter()
+                    piece = pasted[start] = grid.paste(hi, start) if hi.any() else None
+                    timings["postprocess"] += time.perf_counter() - t0
+                    if piece is not None:
+                        stream(Prediction(piece[0], piece[1], self.volume.shape))
                 for axis, direction in touched_faces(hi, start, grid.shape):
                     neighbour = list(start)
                     neighbour[axis] += direction * stride
                     level.append((tuple(neighbour), (start, axis, direction)))
 
         return self._finish(results, first, (prompts, mask_key, crop_prompts), timings, t_start,
-                            progress)
+                            progress, pasted)
 
-    def _finish(self, results, first, remember, timings, t_start, progress) -> Prediction:
+    def _finish(self, results, first, remember, timings, t_start, progress,
+                pasted: dict | None = None) -> Prediction:
         t0 = time.perf_counter()
         last, self._last_masks = self._last_masks, {}
+        pasted = pasted or {}
         for start, (logits, hi) in results.items():  # a crop mask already on the grid is reused
             known = last.get(start)
-            piece = known[2] if known is not None and known[0] is logits else (
-                self.grid.paste(hi, start) if hi.any() else None)
+            if start in pasted:
+                piece = pasted[start]
+            elif known is not None and known[0] is logits:
+                piece = known[2]
+            else:
+                piece = self.grid.paste(hi, start) if hi.any() else None
             self._last_masks[start] = (logits, hi, piece)
         pieces = [v[2] for v in self._last_masks.values() if v[2] is not None]
-        prediction = merge_pieces(pieces, self.volume.shape)
+        prediction = merge_pieces(pieces, self.volume.shape, self._buffers)
         timings["postprocess"] += time.perf_counter() - t0
         logits_by_crop = {start: logits for start, (logits, _) in results.items()}
         prediction.state = {

@@ -447,3 +447,78 @@ def test_automatic_point_stays_while_the_parent_mask_holds_it():
     parent_mask[50, 60, 120] = True
     assert kept_seed((previous[0], np.array([1, 1])), start, parent, parent_mask) is None  # user's
     assert kept_seed(None, start, parent, parent_mask) is None
+
+
+def test_a_new_object_streams_each_crop_and_the_pieces_make_the_answer():
+    volume, _ = _rod_volume()
+    engine = _engine(encoder_batch=1)
+    engine.set_volume(volume)
+    pieces = []
+
+    def partial(piece):
+        pieces.append((piece.bbox, piece.patch.copy(), engine.encoder_calls))
+
+    prediction = engine.predict(Prompts([[150, 24, 24]], [1]), partial=partial)
+    crops = prediction.state["crops"]
+    assert len(pieces) == len(crops) >= 3
+    # the first crop is shown before any extension crop is encoded
+    assert pieces[0][2] == 1 and pieces[-1][2] == len(crops)
+    shown = np.zeros(volume.shape, bool)
+    for bbox, patch, _ in pieces:
+        shown[bbox[0]:bbox[3], bbox[1]:bbox[4], bbox[2]:bbox[5]] |= patch
+    assert np.array_equal(shown, prediction.to_mask())
+    # a next click continues from the object's state: its answer may remove voxels, so no pieces
+    pieces.clear()
+    engine.predict(Prompts([[150, 24, 24], [152, 24, 30]], [1, 0]), partial=partial)
+    assert pieces == []
+
+
+def test_engines_that_do_not_stream_ignore_partial():
+    from napari_openmedlab.engines.seeded import SeededRegionEngine
+
+    volume, _ = _rod_volume()
+    engine = SeededRegionEngine()
+    engine.set_volume(volume)
+    got = []
+    prediction = engine.predict(Prompts([[150, 24, 24]], [1]), partial=got.append)
+    assert got == [] and not prediction.empty
+
+
+def test_an_answer_held_by_the_caller_is_never_overwritten_by_the_next_click():
+    volume, _ = _rod_volume()
+    engine = _engine()
+    engine.set_volume(volume)
+    prompts = Prompts([[150, 24, 24]], [1])
+    held = []
+    for k in range(5):
+        prediction = engine.predict(prompts)
+        held.append((prediction, prediction.patch.copy()))
+        prompts = prompts.add_point((150 + 20 * (k % 2), 24, 10 + k), positive=False)
+    for prediction, copy in held:
+        assert np.array_equal(prediction.patch, copy)
+
+
+def test_merge_buffers_are_reused_only_when_nobody_holds_them():
+    from napari_openmedlab.engines.sam_med3d_crops import MergeBuffers, merge_pieces
+
+    buffers = MergeBuffers()
+    a = np.zeros((4, 5, 6), bool)
+    a[1:3, 1:3, 1:3] = True
+    b = np.zeros((4, 5, 6), bool)
+    b[2:4, 2:5, 0:2] = True
+    pieces = [((0, 0, 0, 4, 5, 6), a), ((2, 3, 4, 6, 8, 10), b)]
+    first = merge_pieces(pieces, (10, 10, 10), buffers)
+    expected = np.zeros((10, 10, 10), bool)
+    expected[0:4, 0:5, 0:6] |= a
+    expected[2:6, 3:8, 4:10] |= b
+    assert np.array_equal(first.to_mask(), expected)
+    made = buffers.allocated  # the answer's array and a spare
+    second = merge_pieces(pieces, (10, 10, 10), buffers)  # first is held: the spare is used
+    assert not np.shares_memory(first.patch, second.patch) and buffers.allocated == made
+    third = merge_pieces(pieces, (10, 10, 10), buffers)  # both held: a new one
+    assert buffers.allocated == made + 1
+    memory = third.patch.__array_interface__["data"][0]
+    del third
+    fourth = merge_pieces(pieces, (10, 10, 10), buffers)  # third was dropped: its memory again
+    assert fourth.patch.__array_interface__["data"][0] == memory
+    assert np.array_equal(fourth.to_mask(), expected) and np.array_equal(first.to_mask(), expected)
