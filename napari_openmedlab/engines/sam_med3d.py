@@ -81,6 +81,7 @@ from .sam_med3d_crops import (
     MergeBuffers,
     kept_seed,
     merge_pieces,
+    recentred_start,
     seed_near_face,
     touched_faces,
 )
@@ -244,6 +245,9 @@ class SamMed3DEngine(Engine):
         # crop within a second, the extension crops as their encoder batches finish)
         stream = partial if base is None and prompts.mask is None else None
         pasted: dict[tuple, tuple | None] = {}
+        if base is None and prompts.mask is None and self.first_crop_box is None and self.max_extra_crops:
+            first, previous, previous_prompts, pasted = self._recentre(first, points, labels,
+                                                                       timings, cancel, stream)
 
         stride = CROP - OVERLAP
         queue: list[tuple[tuple, tuple | None]] = [(first, None)]
@@ -299,7 +303,7 @@ class SamMed3DEngine(Engine):
                     results[start] = self._decode(embeddings[start], crop_pts, crop_labels,
                                                   mask_prompt, timings)
                 hi = results[start][1]
-                if stream is not None:
+                if stream is not None and start not in pasted:
                     t0 = time.perf_counter()
                     piece = pasted[start] = grid.paste(hi, start) if hi.any() else None
                     timings["postprocess"] += time.perf_counter() - t0
@@ -343,6 +347,29 @@ class SamMed3DEngine(Engine):
             self._remember(*remember, first, logits_by_crop)
         _report(progress, 1.0, "done")
         return prediction
+
+    def _recentre(self, first, points, labels, timings, cancel, stream) -> tuple:
+        """Run the first crop of a new object; when its mask shows the object off centre, move
+        the crop (:func:`~.sam_med3d_crops.recentred_start`). Returns the first crop's start and
+        what the crop loop continues from (logits, prompts, streamed pieces): the decoded crop
+        when it stays, nothing when it moved.
+        """
+        inside = np.all((points >= first) & (points < np.asarray(first) + CROP), axis=1)
+        prompt = (points[inside] - np.asarray(first), labels[inside])
+        embedding = self._embeddings([first], timings, cancel)[first]
+        _check(cancel)
+        logits, hi = self._decode(embedding, *prompt, None, timings)
+        piece = None
+        if stream is not None and hi.any():  # seen within a second, even if the crop moves
+            t0 = time.perf_counter()
+            piece = self.grid.paste(hi, first)
+            timings["postprocess"] += time.perf_counter() - t0
+            if piece is not None:
+                stream(Prediction(piece[0], piece[1], self.volume.shape))
+        moved = recentred_start(hi, first, self.grid.shape)
+        if moved is None:  # the loop keeps this crop as decoded (same prompt) and its piece
+            return first, {first: logits}, {first: prompt}, ({first: piece} if stream else {})
+        return moved, {}, {}, {}
 
     # --- steps --------------------------------------------------------------------------------
     def _crop_mask(self, start: tuple, logits) -> np.ndarray:

@@ -522,3 +522,45 @@ def test_merge_buffers_are_reused_only_when_nobody_holds_them():
     fourth = merge_pieces(pieces, (10, 10, 10), buffers)  # third was dropped: its memory again
     assert fourth.patch.__array_interface__["data"][0] == memory
     assert np.array_equal(fourth.to_mask(), expected) and np.array_equal(first.to_mask(), expected)
+
+
+def test_an_object_clicked_off_centre_moves_the_first_crop_and_needs_fewer_crops(monkeypatch):
+    import napari_openmedlab.engines.sam_med3d as sam_med3d
+
+    shape = (200, 200, 200)
+    array = np.full(shape, 10.0, np.float32)
+    block = np.zeros(shape, bool)
+    block[40:160, 50:150, 50:150] = True  # 18 x 15 x 15 cm, clicked near one corner
+    array[block] = 100
+    volume = Volume(array, Geometry((1.5, 1.5, 1.5)))
+    click = [[60, 70, 70]]
+    crops = {}
+    for recentre in (True, False):
+        if not recentre:
+            monkeypatch.setattr(sam_med3d, "recentred_start", lambda *a: None)
+        engine = SamMed3DEngine(FakeSam3D(threshold=0.0), "cpu")  # the block fills most crops
+        engine.set_volume(volume)
+        prediction = engine.predict(Prompts(click, [1]))
+        crops[recentre] = (prediction.state["crops"], engine.encoder_calls)
+        assert _dice(prediction.to_mask(), block) > 0.95
+        first = np.asarray(prediction.state["first_crop"])
+        inside = engine.grid.grid_voxel(click)[0] - first
+        assert np.all((inside >= 16) & (inside < CROP - 16))
+    moved, calls = crops[True]
+    lattice, lattice_calls = crops[False]
+    assert len(moved) < len(lattice) and calls < lattice_calls  # the moved crop's run included
+    assert moved[0] != lattice[0]
+
+
+def test_recentred_start_moves_toward_the_faces_the_mask_meets():
+    from napari_openmedlab.engines.sam_med3d_crops import RECENTRE_MARGIN, recentred_start
+
+    hi = np.zeros((CROP,) * 3, bool)
+    hi[40:, 30:100, 60:] = True  # meets the + face of axes 0 and 2 only
+    moved = recentred_start(hi, (100, 100, 100), (1000, 1000, 1000))
+    assert moved == (100 + 40 - RECENTRE_MARGIN, 100, 100 + 48)  # axis 2: capped, click kept inside
+    hi[:, 30:100, :] = True  # both faces of axes 0 and 2: an object larger than the crop
+    assert recentred_start(hi, (100, 100, 100), (1000, 1000, 1000)) is None
+    hi[...] = False
+    hi[40:, 30:100, 50:] = True
+    assert recentred_start(hi, (100, 100, 100), (228, 228, 228)) is None  # the grid ends there
