@@ -55,12 +55,14 @@ def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict, d
     engine.reset()
     prompts = Prompts([click], [1])
     shown: list[float] = []
+    runs = getattr(engine, "encoder_calls", 0)
     t0 = time.perf_counter()
     kwargs = {"partial": lambda piece: shown.append(time.perf_counter() - t0)} if getattr(
         engine, "streams", False) else {}
     answer = engine.predict(prompts, **kwargs)
     t_first = time.perf_counter() - t0
-    first_timings = dict(answer.timings, crops=len(answer.state["crops"]))
+    first_timings = dict(answer.timings, crops=len(answer.state["crops"]),
+                         runs=getattr(engine, "encoder_calls", 0) - runs)
     t_next = []
     for k in range(n_next):
         prompts = prompts.add_point((near[0], near[1] + 3 * k, near[2]), positive=False)
@@ -68,7 +70,8 @@ def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict, d
         answer = engine.predict(prompts)
         t_next.append(time.perf_counter() - t0)
     return (t_first, statistics.median(t_next), first_timings,
-            dict(answer.timings, crops=len(answer.state["crops"])), shown[0] if shown else t_first)
+            dict(answer.timings, crops=len(answer.state["crops"]), runs=0),
+            shown[0] if shown else t_first)
 
 
 def liver_sized(shape, centre, spacing=(1.5, 0.8, 0.8), semi_axes_mm=(75.0, 80.0, 105.0)):
@@ -256,20 +259,20 @@ def main(argv=None) -> int:
     print("\nliver-sized ellipsoid (15 x 16 x 21 cm), the mask following it (defaults engine, the "
           "network run in full; see oracle_engine):")
     for where in ("centre", "off centre"):
-        crops = profile[f"liver {where}"]["crops"]
+        crops, runs = profile[f"liver {where}"]["crops"], profile[f"liver {where}"]["runs"]
         cells = "   ".join(f"{what} {statistics.median(rows[('oracle', f'liver {where} {what}')]):.3f} s"
                            for what in ("first", "on screen", "next"))
-        print(f"  click at the {where:10}: {crops} crops   {cells}")
+        print(f"  click at the {where:10}: {crops} crops ({runs} encoded)   {cells}")
     if encoder_rows:
         fast, ref, diff = encoder_rows
         print(f"{'encoder, one crop':22} {fast:11.3f} {ref:9.3f} {ref / fast:12.1f}x"
               f"   (fast vs reference = official; max |diff| {diff:.2e})")
-    print("\nprofile (seconds per step, first round; 'crops': crops the click used):")
-    steps = ("crops", "preprocess", "encoder", "decoder", "postprocess", "total")
+    print("\nprofile (seconds per step, first round; 'crops': crops in the answer, 'runs': crops encoded):")
+    steps = ("crops", "runs", "preprocess", "encoder", "decoder", "postprocess", "total")
     print(f"{'':20}" + "".join(f"{s:>12}" for s in steps))
     for name, t in profile.items():
         print(f"{name:20}" + "".join(
-            f"{t.get(s, 0):12d}" if s == "crops" else f"{t.get(s, 0.0):12.3f}" for s in steps))
+            f"{t.get(s, 0):12d}" if s in ("crops", "runs") else f"{t.get(s, 0.0):12.3f}" for s in steps))
     print(f"threads chosen by the defaults engine on its last click: "
           f"{engines['defaults'].thread_policy.chosen}")
     return 0

@@ -26,6 +26,13 @@ Pipeline per object (as the official inference, ``utils/infer_utils.py`` of SAM-
   list (e.g. after undo) rebuilds the remembered mask from its logits without running the
   network. So the mask depends only on the click sequence.
 
+Streaming: the first click of a new object hands each crop's mask to ``partial`` as soon as it
+is decoded (``Engine.predict(..., partial=...)``): the first crop is on screen after one encoder
+run, the extension crops follow as their encoder batches finish. The merged answer is written
+into arrays the engine reuses once nobody else holds them
+(:class:`~.sam_med3d_crops.MergeBuffers`): a fresh array the size of a large object's box costs
+its page faults on every click.
+
 Embedding cache: image embeddings are kept per crop (LRU, ``cache_size`` crops, default 64 =
 50 MB, never fewer than the 1 + ``max_extra_crops`` crops one click can use); a click in an
 already encoded region runs only the prompt encoder and the decoder. New crops of one
@@ -50,6 +57,12 @@ Multi-crop extension (objects larger than one crop, 192 mm):
   at the mask voxel of that plane farthest from the section's outline (2D distance transform).
 * A positive click outside the first crop adds the lattice crop that holds it (the click lies
   at least 16 voxels inside it).
+* A new object's first crop moves when its mask meets crop faces on one side only along an
+  axis: toward those faces by the free room on the other side (at most 48 voxels, so the click
+  stays inside; :func:`~.sam_med3d_crops.recentred_start`). An object clicked off its centre then
+  needs fewer lattice crops (a liver-sized ellipsoid clicked 5 cm off centre: 3 instead of 8),
+  for one more encoder run. The official single-crop flow (``max_extra_crops=0``, or
+  ``first_crop_box``) never moves.
 * At most ``max_extra_crops`` (8) crops are added to the first one (click crops first, then
   extensions, breadth first); the masks of all crops are merged by union (equivalently,
   per-voxel max of the thresholded logits). Each crop keeps its own low-res logits as its next mask
