@@ -98,13 +98,14 @@ from .sam_med3d_crops import (
     seed_near_face,
     touched_faces,
 )
+from .sam_med3d_history import ClickHistory, same_prompt
+from .sam_med3d_history import mask_key as fingerprint
 
 #: default number of cached crop embeddings (0.79 MB each: 50 MB)
 CACHE_SIZE = 64
 #: image encoder choices: ``fast`` (default) and ``reference`` (the official computation)
 ENCODERS = ("fast", "reference")
 MASK_LOGIT = 8.0
-_HISTORY = 64
 
 
 class SamMed3DEngine(Engine):
@@ -147,7 +148,7 @@ class SamMed3DEngine(Engine):
         self.device = device if isinstance(device, torch.device) else resolve_device(device)
         self.model = model.to(self.device).eval()
         self._cache: OrderedDict = OrderedDict()
-        self._history: list[dict] = []
+        self._history = ClickHistory()
         self.encoder = encoder
         self.thread_policy = ThreadPolicy(threads)
         self.amp = bool(amp) and self.device.type == "cuda"
@@ -176,7 +177,7 @@ class SamMed3DEngine(Engine):
             raise ValueError(f"encoder must be one of {', '.join(ENCODERS)}; got {value!r}")
         if getattr(self, "_encoder", value) != value:
             self._cache.clear()
-            self._history = []
+            self._history.clear()
         self._encoder = value
         if hasattr(self.model, "fast_encoder"):
             self.model.fast_encoder = value == "fast"
@@ -220,7 +221,7 @@ class SamMed3DEngine(Engine):
             progress(1.0, "volume ready")
 
     def reset(self) -> None:
-        self._history = []
+        self._history.clear()
 
     @property
     def grid(self) -> CanonicalGrid:
@@ -238,8 +239,8 @@ class SamMed3DEngine(Engine):
         points = grid.grid_voxel(prompts.points) if len(prompts.points) else np.zeros((0, 3), int)
         labels = prompts.labels
 
-        mask_key = _mask_key(prompts.mask)
-        base, exact = self._recall(prompts, mask_key)
+        mask_key = fingerprint(prompts.mask)
+        base, exact = self._history.recall(prompts, mask_key)
         if exact is not None:  # e.g. after an undo: the remembered logits, no network call
             results = {start: (lg, self._crop_mask(start, lg)) for start, lg in exact["logits"].items()}
             return self._finish(results, exact["first"], None, timings, t_start, progress)
@@ -298,7 +299,7 @@ class SamMed3DEngine(Engine):
             # a crop whose own clicks did not change keeps its mask: no decoder run, no drift
             # (a repeated decoder pass with the same clicks would still move the mask a little)
             kept = {start for start, prompt in todo.items()
-                    if start in previous and _same_prompt(previous_prompts.get(start), prompt)}
+                    if start in previous and same_prompt(previous_prompts.get(start), prompt)}
             done = len(results)
             which = f"crop {done + 1}" if len(todo) == 1 else f"crops {done + 1}-{done + len(todo)}"
             _report(progress, done / (done + len(todo) + 1e-9), f"{which}: image")
@@ -357,7 +358,7 @@ class SamMed3DEngine(Engine):
         timings["total"] = time.perf_counter() - t_start
         prediction.timings = timings
         if remember is not None:
-            self._remember(*remember, first, logits_by_crop)
+            self._history.remember(*remember, first, logits_by_crop)
         _report(progress, 1.0, "done")
         return prediction
 
@@ -482,35 +483,6 @@ class SamMed3DEngine(Engine):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
-    # --- history ------------------------------------------------------------------------------
-    def _recall(self, prompts: Prompts, mask_key) -> tuple[dict | None, dict | None]:
-        """The longest remembered state whose clicks prefix ``prompts`` (and an exact match)."""
-        best = None
-        n = len(prompts.points)
-        for entry in reversed(self._history):
-            k = len(entry["points"])
-            if k > n or entry["mask"] != mask_key:
-                continue
-            if not (np.array_equal(entry["points"], prompts.points[:k])
-                    and np.array_equal(entry["labels"], prompts.labels[:k])):
-                continue
-            if k == n:
-                return entry, entry
-            if best is None or k > len(best["points"]):
-                best = entry
-        return best, None
-
-    def _remember(self, prompts: Prompts, mask_key, crop_prompts, first, logits) -> None:
-        self._history.append({
-            "points": prompts.points.copy(), "labels": prompts.labels.copy(), "mask": mask_key,
-            "first": first, "logits": logits, "crop_prompts": crop_prompts,
-        })
-        del self._history[:-_HISTORY]
-
-
-def _same_prompt(a: tuple | None, b: tuple) -> bool:
-    return a is not None and np.array_equal(a[0], b[0]) and np.array_equal(a[1], b[1])
-
 
 def official_threshold(logits):
     """The official SAM-Med3D mask rule: ``torch.sigmoid(logits) > 0.5`` on float32 logits.
@@ -549,16 +521,6 @@ def _mask_box(mask: np.ndarray) -> tuple[list[int], list[int]]:
         lo.append(int(nz[0]))
         hi.append(int(nz[-1]) + 1)
     return lo, hi
-
-
-def _mask_key(mask) -> tuple | None:
-    """A fingerprint of the mask to refine (the history keeps no reference to the array)."""
-    if mask is None:
-        return None
-    import hashlib
-
-    bits = np.packbits(np.asarray(mask, bool))
-    return (tuple(np.shape(mask)), hashlib.blake2b(bits.tobytes(), digest_size=16).digest())
 
 
 def _check(cancel: CancelFlag | None) -> None:
