@@ -83,7 +83,7 @@ def liver_sized(shape, centre, spacing=(1.5, 0.8, 0.8), semi_axes_mm=(75.0, 80.0
     return (r[0][:, None, None] + r[1][None, :, None] + r[2][None, None, :]) <= 1.0
 
 
-def oracle_engine(model, truth):
+def oracle_engine(model, truth, device="cpu"):
     """``SamMed3DEngine`` whose network runs in full (its cost is what is measured) but whose
     mask in each crop is then the object's true shape there: what well-trained weights give on a
     clear-cut object. Random weights mark every crop face, so they always use 1 + 8 crops; this
@@ -104,12 +104,13 @@ def oracle_engine(model, truth):
                 t0 = time.perf_counter()
                 crop = self.grid.sample_mask(truth, start)
                 fraction = F.avg_pool3d(torch.from_numpy(crop.astype("float32"))[None, None], 4)
+                fraction = fraction.to(self.device)
                 self.truths[start] = (MASK_LOGIT * (2 * fraction - 1), crop)
                 self.oracle_seconds += time.perf_counter() - t0
             logits, crop = self.truths[start]
             return logits.clone(), crop
 
-    engine = OracleMaskEngine(model, "cpu")
+    engine = OracleMaskEngine(model, device)
     engine.oracle_seconds = 0.0
     return engine
 
@@ -147,6 +148,7 @@ def main(argv=None) -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--next-clicks", type=int, default=2, help="next clicks per object")
     parser.add_argument("--no-load", action="store_true", help="skip the background-load figure")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (the GPU figures of issue #12)")
     parser.add_argument("--baseline", default="257b836",
                         help="git revision whose engine is the baseline (default: before issue #12)")
     parser.add_argument("--no-reference", action="store_true",
@@ -159,8 +161,8 @@ def main(argv=None) -> int:
     cores = usable_cores()
     OldEngine = load_engine_at(args.baseline)
     engines = {
-        "defaults": SamMed3DEngine(model, "cpu"),
-        "old": OldEngine(model, "cpu"),  # its own defaults; torch's thread count (all cores)
+        "defaults": SamMed3DEngine(model, args.device),
+        "old": OldEngine(model, args.device),  # its own defaults; torch's thread count (all cores)
     }
     old_predict = engines["old"].predict
 
@@ -172,7 +174,7 @@ def main(argv=None) -> int:
     for e in engines.values():
         e.set_volume(volume)
     with torch.inference_mode():
-        model.image_encoder(torch.zeros((1, 1, 128, 128, 128)))  # warm-up
+        model.image_encoder(torch.zeros((1, 1, 128, 128, 128), device=engines["defaults"].device))
 
     click = centres[0]
     near = (click[0] + 2, click[1] + 4, click[2] + 4)
@@ -180,7 +182,7 @@ def main(argv=None) -> int:
     small_near = (small[0] + 2, small[1] + 4, small[2] + 4)
     truth = liver_sized(volume.shape, click)
     off_centre = (click[0] + 20, click[1] - 40, click[2] + 60)  # 30 mm up, 32 back, 48 left
-    oracle = oracle_engine(model, truth)
+    oracle = oracle_engine(model, truth, args.device)
     oracle.set_volume(volume)
     for at in (click, off_centre):  # warm-up: the true masks of the crops the clicks reach
         _clicks(oracle, at, (at[0] + 2, at[1] + 4, at[2] + 4), args.next_clicks)
@@ -212,7 +214,7 @@ def main(argv=None) -> int:
             profile.setdefault(f"liver {where}", timings)
             profile.setdefault(f"liver {where} next", next_timings)
 
-    if not args.no_load:
+    if not args.no_load and args.device == "cpu":
         stop = mp.Event()
         spinner = mp.Process(target=_spin, args=(stop,), daemon=True)
         spinner.start()
@@ -233,7 +235,7 @@ def main(argv=None) -> int:
     if not args.no_reference:
         # the encoder alone on one crop: fast vs reference (the official computation, bit-equal
         # to medim's encoder: tests/evaluation/test_official_exactness.py), alternating
-        crop = torch.randn(1, 1, 128, 128, 128)
+        crop = torch.randn(1, 1, 128, 128, 128).to(engines["defaults"].device)
         torch.set_num_threads(cores)
         times = {"fast": [], "reference": []}
         with torch.inference_mode():
@@ -246,8 +248,10 @@ def main(argv=None) -> int:
         diff = float((outs["fast"] - outs["reference"]).abs().max())
         encoder_rows = [statistics.median(times["fast"]), statistics.median(times["reference"]), diff]
 
-    print(f"SAM-Med3D with the defaults, 512x512x300 int16, CPU ({cores} cores, torch "
-          f"{torch.__version__}), median of {args.rounds} rounds, alternating")
+    where = (torch.cuda.get_device_name(0) if args.device.startswith("cuda")
+             else f"CPU, {cores} cores")
+    print(f"SAM-Med3D with the defaults, 512x512x300 int16, {where}, torch "
+          f"{torch.__version__}, median of {args.rounds} rounds, alternating")
     print(f"{'click':22} {'defaults s':>11} {'old s':>9} {'old/defaults':>13}")
     for what in ("large first", "large first on screen", "large next", "small first", "small next",
                  "next, 1 core busy"):
