@@ -174,6 +174,7 @@ class SliceCache:
                     awaited[key] = self._running[key]
                 else:
                     missing.append(key)
+                    self._queue.pop(key, None)  # computed here, now
             if missing:
                 self._callers += 1
         if missing:
