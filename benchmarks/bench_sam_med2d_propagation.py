@@ -1,68 +1,286 @@
-"""SAM-Med2D through the 2D engine: first slice (embedding + decoding), next click, and propagation
-through the 30 slices of the sample CT, with random weights in the official configuration.
+"""Benchmark: SAM-Med2D propagation with today's defaults against the engine before issue #12, in one run.
 
-    python benchmarks/bench_sam_med2d_propagation.py [--model sam-med2d] [--threads N]
+Both engines run the official SAM-Med2D configuration with the same random weights (seed 0) on the
+shared CT (122 x 101 x 30, axial slices), a box on the middle slice, and alternate round by round
+so both see the same machine load:
 
-Random weights tend to mark a large region on every slice, so propagation does not stop early and
-every slice is embedded and decoded: a worst case for time. Stopping rules are switched off to make
-sure all 30 slices run.
+* ``defaults``: today's ``Sam2DEngine`` as the widget sets it up: the encoder's oneDNN CPU path,
+  ``prefetch=INTERACTIVE_PREFETCH`` (the slices around a box are encoded in the background as
+  soon as it is segmented), a propagation encodes ``batch`` slices per encoder call, and streams
+  each slice's mask (``partial``) as soon as the walk keeps it;
+* ``old``: ``sam2d.py`` and the image encoder as they were at git revision ``--baseline`` (default
+  ``d015a29``: main when this work began), loaded from git beside today's package (the helper
+  modules it imports are today's, unchanged in what they compute), with their defaults.
+
+Random weights mark a large region on every slice; the stopping rules are switched off so that
+all 30 slices run (a worst case for time). Figures per round:
+
+* embedding per slice: batch 1 and batch 4 (the encoder alone), and max |diff| vs the old encoder;
+* propagation from the request, cold (nothing prefetched: the box's slice only);
+* propagation from the request after the box was drawn and the user thought ``--think`` seconds
+  (the default's background embedding ran meanwhile; the old engine has none);
+* time to the first streamed slice (the old engine shows nothing before the end);
+* a click on another slice while the background embedding runs, against the same click with it off;
+* the propagation's batch size (1, 2, 4), cold;
+* voxels that differ between the two engines' 3D results.
+
+Then where the encoder's time goes (torch.profiler, batch 1), before and after.
+
+    python benchmarks/bench_sam_med2d_propagation.py [--rounds 2] [--think 2] [--no-profile]
+
+Prints a table; figures are medians over the rounds. On a shared machine, say so with them.
 """
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import statistics
+import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from torch import nn
 
 from napari_openmedlab.engines import Box, Prompts
 from napari_openmedlab.engines.propagation import PropagationOptions
-from napari_openmedlab.engines.sam2d import Sam2DEngine
+from napari_openmedlab.engines.sam2d import INTERACTIVE_PREFETCH, Sam2DEngine
 from napari_openmedlab.io import read_volume
 from napari_openmedlab.models.registry import get_spec
 from napari_openmedlab.models.sam_med2d.model import CONFIGS, build_sam2d
 
-CT = Path(__file__).resolve().parents[2] / "shared" / "data" / "totalseg-ct" / "ct.nii.gz"
+REPO = Path(__file__).resolve().parents[1]
+CT = REPO.parent / "shared" / "data" / "totalseg-ct" / "ct.nii.gz"
+NO_STOPS = PropagationOptions(min_area=0, min_overlap=0.0, min_dice=0.0)
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="sam-med2d", choices=sorted(CONFIGS))
-    ap.add_argument("--threads", type=int)
-    ap.add_argument("--ct", type=Path, default=CT)
-    args = ap.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
+def load_module_at(revision: str, relpath: str, name: str):
+    """Module ``relpath`` as it was at git ``revision``, loaded inside today's package as ``name``
+    (so that its relative imports resolve)."""
+    source = subprocess.run(
+        ["git", "show", f"{revision}:{relpath}"], cwd=REPO, capture_output=True, text=True, check=True
+    ).stdout
+    path = Path(tempfile.mkdtemp()) / Path(relpath).name
+    path.write_text(source)
+    spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class _Network(nn.Module):
+    """The old encoder with today's (shared) prompt encoder and decoder."""
+
+    def __init__(self, encoder, model) -> None:
+        super().__init__()
+        self.image_encoder = encoder
+        self.prompt_encoder = model.prompt_encoder
+        self.mask_decoder = model.mask_decoder
+        self.config = model.config
+
+
+def build_engines(revision: str):
     torch.manual_seed(0)
-    volume = read_volume(args.ct)
-    engine = Sam2DEngine(build_sam2d(CONFIGS[args.model]), get_spec(args.model), device="cpu")
-    engine.set_volume(volume)
-    z = volume.shape[0] // 2
+    model = build_sam2d(CONFIGS["sam-med2d"])
+    old_ie = load_module_at(
+        revision,
+        "napari_openmedlab/models/sam_med2d/image_encoder.py",
+        "napari_openmedlab.models.sam_med2d._image_encoder_baseline",
+    )
+    old_sam2d = load_module_at(
+        revision, "napari_openmedlab/engines/sam2d.py", "napari_openmedlab.engines._sam2d_baseline"
+    )
+    old_encoder = old_ie.ImageEncoderViT(model.image_encoder.cfg)
+    old_encoder.load_state_dict(model.image_encoder.state_dict())
+    spec = get_spec("sam-med2d")
+    new = Sam2DEngine(model, spec, device="cpu", prefetch=INTERACTIVE_PREFETCH)
+    old = old_sam2d.Sam2DEngine(_Network(old_encoder, model), spec, device="cpu")
+    return new, old
+
+
+def _median(values) -> float:
+    return statistics.median(values) if values else float("nan")
+
+
+def bench_encoder(engine, volume, z: int) -> dict:
+    """Per-slice seconds at batch 1 and 4 (the encoder alone, on the CT's slices)."""
+    from napari_openmedlab.engines.slice2d import encoder_input, slice_of
+    from napari_openmedlab.models.sam_med2d import preprocess as pp
+
+    engine.set_volume(volume)  # the intensity bounds
+    encoder = engine.network.image_encoder
+    inputs = []
+    for index in range(z - 2, z + 2):
+        image = pp.to_uint8(slice_of(volume.array, 0, index), engine.intensity_bounds)
+        inputs.append(encoder_input(image, "sam-med2d", 256, None)[0])
+    x = torch.cat(inputs)
+    out = {}
+    with torch.no_grad():
+        encoder(x[:1])
+        t0 = time.perf_counter()
+        one = encoder(x[:1])
+        out["b1"] = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        four = encoder(x)
+        out["b4"] = (time.perf_counter() - t0) / 4
+    out["embeddings"] = four
+    out["b4_vs_b1"] = float((four[:1] - one).abs().max())
+    return out
+
+
+def propagate_once(engine, volume, z: int, think: float | None, batch: int | None = None) -> dict:
+    """Box on slice ``z``, then Propagate after ``think`` seconds (None: the cache is emptied first,
+    so only the box's slice is ready: cold)."""
+    engine.set_volume(volume)  # empties the cache
+    if batch is not None:
+        engine.batch = batch
     box = Box(axis=0, index=z, r0=30, c0=20, r1=70, c1=60)
-
-    t0 = time.perf_counter()
+    prefetch = engine.prefetch
+    if think is None:
+        engine.prefetch = 0
     first = engine.predict(Prompts(boxes=[box]))
-    t_first = time.perf_counter() - t0
+    engine.prefetch = prefetch
+    if think is not None:
+        time.sleep(think)
+    ready = len(engine.cache)
+    pieces: list[float] = []
+    kwargs = {}
     t0 = time.perf_counter()
-    engine.predict(Prompts([[z, 50, 40]], [1], boxes=[box]))
-    t_next = time.perf_counter() - t0
+    if isinstance(engine, Sam2DEngine):
+        kwargs["partial"] = lambda piece: pieces.append(time.perf_counter() - t0)
+    result = engine.propagate(first, options=NO_STOPS, **kwargs)
+    total = time.perf_counter() - t0
+    # the annotated slice comes first (it was on screen already); the first propagated one next
+    first_new = pieces[1] if len(pieces) > 1 else total
+    return {"total": total, "first": first_new, "ready": ready, "mask": result.to_mask()}
 
-    options = PropagationOptions(min_area=0, min_overlap=0.0, min_dice=0.0)
-    calls_before = engine.encoder_calls
+
+def click_latency(engine, volume, z: int, prefetch: int) -> tuple[float, float]:
+    """A box on ``z``, then at once a click on ``z`` (decoding only) and a box on ``z + 8`` (not
+    prefetched yet: the background walks below ``z`` first), with background embedding ``prefetch``."""
+    engine.set_volume(volume)
+    engine.prefetch = prefetch
+    engine.predict(Prompts(boxes=[Box(0, z, 30, 20, 70, 60)]))
     t0 = time.perf_counter()
-    result = engine.propagate(first, options=options)
-    t_prop = time.perf_counter() - t0
-    n_slices = int(np.count_nonzero(result.to_mask().any(axis=(1, 2))))
-    embedded = engine.encoder_calls - calls_before
+    engine.predict(Prompts([[z, 50, 40]], [1], boxes=[Box(0, z, 30, 20, 70, 60)]))
+    same = time.perf_counter() - t0
+    time.sleep(0.3)  # the background is encoding its first slices
+    t0 = time.perf_counter()
+    engine.predict(Prompts(boxes=[Box(0, z + 8, 30, 20, 70, 60)]))
+    other = time.perf_counter() - t0
+    engine.cache.cancel_prefetch()
+    engine.cache.wait_prefetch(60)
+    engine.prefetch = INTERACTIVE_PREFETCH
+    return same, other
 
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, model {args.model} (random weights)")
-    print(f"first box on a slice (embedding + decoding): {t_first:7.3f} s")
-    print(f"next click on the same slice (decoding only): {t_next:7.3f} s")
-    print(f"propagation: {n_slices} slices with mask, {embedded} slices embedded, {t_prop:7.2f} s "
-          f"({t_prop / max(embedded, 1):.3f} s per slice)")
+
+def profile_encoder(encoder, x, rows: int = 8) -> list[tuple[str, float, float]]:
+    from torch.profiler import ProfilerActivity, profile
+
+    with torch.no_grad():
+        encoder(x)
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            encoder(x)
+    events = sorted(prof.key_averages(), key=lambda e: e.self_cpu_time_total, reverse=True)
+    total = sum(e.self_cpu_time_total for e in events)
+    return [(e.key, e.self_cpu_time_total / 1e3, 100 * e.self_cpu_time_total / total) for e in events[:rows]]
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--think", type=float, default=2.0, help="seconds between the box and Propagate")
+    parser.add_argument("--baseline", default="d015a29", help="git revision of the old engine")
+    parser.add_argument("--ct", type=Path, default=CT)
+    parser.add_argument("--no-profile", action="store_true")
+    args = parser.parse_args(argv)
+
+    volume = read_volume(args.ct)
+    z = volume.shape[0] // 2
+    new, old = build_engines(args.baseline)
+    runs: dict[str, list] = {}
+
+    def add(key, value):
+        runs.setdefault(key, []).append(value)
+
+    for r in range(args.rounds):
+        for name, engine in (("old", old), ("new", new)) if r % 2 == 0 else (("new", new), ("old", old)):
+            enc = bench_encoder(engine, volume, z)
+            add(f"{name} b1", enc["b1"])
+            add(f"{name} b4", enc["b4"])
+            add(f"{name} b4 vs b1", enc["b4_vs_b1"])
+            add(f"{name} embeddings", enc["embeddings"])
+            cold = propagate_once(engine, volume, z, None)
+            add(f"{name} cold", cold["total"])
+            add(f"{name} cold first", cold["first"])
+            add(f"{name} mask", cold["mask"])
+            warm = propagate_once(engine, volume, z, args.think)
+            add(f"{name} think", warm["total"])
+            add(f"{name} think first", warm["first"])
+            add(f"{name} think ready", warm["ready"])
+        for batch in (1, 2, 4):
+            add(f"batch {batch}", propagate_once(new, volume, z, None, batch)["total"])
+        new.batch = 4
+        for prefetch in (0, INTERACTIVE_PREFETCH):
+            same, other = click_latency(new, volume, z, prefetch)
+            add(f"click same {prefetch}", same)
+            add(f"click other {prefetch}", other)
+        print(f"round {r + 1}/{args.rounds} done", flush=True)
+
+    m = {
+        k: (_median(v) if not isinstance(v[0], (torch.Tensor, np.ndarray)) else v[-1])
+        for k, v in runs.items()
+    }
+    diff = float((m["new embeddings"] - m["old embeddings"]).abs().max())
+    voxels = int((m["new mask"] != m["old mask"]).sum())
+    print(
+        f"\ntorch {torch.__version__}, threads {torch.get_num_threads()}, {args.rounds} rounds (medians), "
+        f"SAM-Med2D official config, random weights, CT {volume.shape}, box on slice {z}, stops off"
+    )
+    print(f"{'':44s} {'old':>9s} {'defaults':>9s} {'ratio':>7s}")
+
+    def row(label, key_old, key_new, unit="s"):
+        a, b = m.get(key_old, float("nan")), m[key_new]
+        print(f"{label:44s} {a:8.3f}{unit} {b:8.3f}{unit} {a / b:6.2f}x")
+
+    row("embedding per slice, batch 1", "old b1", "new b1")
+    row("embedding per slice, batch 4", "old b4", "new b4")
+    row("propagation, 30 slices, cold", "old cold", "new cold")
+    row(f"propagation after {args.think:g} s think time", "old think", "new think")
+    row("first propagated slice, cold", "old cold first", "new cold first")
+    row(f"first propagated slice, after {args.think:g} s", "old think first", "new think first")
+    print(
+        f"slices ready at Propagate after {args.think:g} s: old {m['old think ready']:.0f}, "
+        f"defaults {m['new think ready']:.0f}"
+    )
+    print(
+        f"max |diff| embeddings, defaults vs old encoder: {diff:.2e}; batch 4 vs batch 1: "
+        f"{m['new b4 vs b1']:.2e}"
+    )
+    print(f"voxels differing between the two 3D results: {voxels} of {int(m['old mask'].sum())}")
+    print("propagation cold by batch size: " + ", ".join(f"{b}: {m[f'batch {b}']:.2f} s" for b in (1, 2, 4)))
+    print(
+        f"click on the box's slice right after the box: {m['click same 0'] * 1e3:.0f} ms without background "
+        f"embedding, {m[f'click same {INTERACTIVE_PREFETCH}'] * 1e3:.0f} ms with"
+    )
+    print(
+        f"box on another slice while it runs: {m['click other 0']:.2f} s without, "
+        f"{m[f'click other {INTERACTIVE_PREFETCH}']:.2f} s with"
+    )
+
+    if not args.no_profile:
+        x = torch.randn(1, 3, 256, 256)
+        print("\nwhere the encoder's time goes (batch 1, self CPU time, torch.profiler)")
+        for name, engine in (("old", old), ("defaults", new)):
+            table = profile_encoder(engine.network.image_encoder, x)
+            print(f"  {name}: " + ", ".join(f"{k} {ms:.0f} ms ({pc:.0f} %)" for k, ms, pc in table))
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(main())

@@ -118,3 +118,12 @@ def box_corners(box: Box) -> np.ndarray:
     out[:, rows] = [box.r0, box.r0, box.r1, box.r1]
     out[:, cols] = [box.c0, box.c1, box.c1, box.c0]
     return out
+
+
+def paint_patch(layer, bbox, patch: np.ndarray, value: int) -> None:
+    """Set the voxels of boolean ``patch`` (at ``bbox``'s corner) to ``value`` in a Labels layer
+    through napari's ``data_setitem``, which redraws only the changed region (2D and 3D views)."""
+    nz = np.nonzero(patch)
+    if not len(nz[0]):
+        return
+    layer.data_setitem(tuple(i + int(o) for i, o in zip(nz, bbox[:3])), value)

@@ -24,6 +24,7 @@ from ..annotation.label_classes import write_classes
 from ..cleanup import remove_stale_temporaries
 from ..engines import create_engine
 from ..engines.base import Box, Cancelled, PromptError
+from ..engines.slice_cache import INTERACTIVE_PREFETCH
 from ..models.registry import MODELS, get_spec
 from ..models.weights import WeightsError
 from . import layer_tools as lt
@@ -62,9 +63,12 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         self.runner.predicted.connect(self._on_predicted)
         self.runner.failed.connect(self._on_failed)
         self.runner.progress.connect(self._on_progress)
+        self.runner.piece.connect(self._on_piece)
         self.interaction = ViewerInteraction(self, viewer)
         viewer.layers.events.inserted.connect(self._refresh_combos)
         viewer.layers.events.removed.connect(self._on_layer_removed)
+        # another slice axis on screen: the slices queued around the old one are not wanted
+        viewer.dims.events.order.connect(self._on_axis_changed)
         default = next(
             (n for n in ("sam-med3d-turbo", "seeded-region") if self.models.weights_present(n)), None
         )
@@ -193,6 +197,8 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         if self.session.volume is None:
             return
         self.runner.settings["window"] = self.models.window
+        # the 2D engine encodes the slices around each box or click in the background (issue #12)
+        self.runner.settings["prefetch"] = INTERACTIVE_PREFETCH
         server = self.models.server  # issue #18: a RemoteEngine when the Server choice is on
         factory = server.factory() if server.active else self.engine_factory
         self.runner.load(factory, name, checkpoint, device, self.session.volume)
@@ -299,8 +305,17 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
             self._commit_when_ready = False
             self.commit()
 
+    def _on_piece(self, outcome) -> None:
+        """A piece of a running answer (a propagated slice, a SAM-Med3D crop): shown at once."""
+        self.session.add_preview_piece(outcome.generation, outcome.value)
+
+    def _on_axis_changed(self, *_) -> None:
+        self.runner.cancel_background()
+
     def _on_failed(self, outcome) -> None:
         err = outcome.error
+        if outcome.kind in ("predict", "propagate"):
+            self.session.redraw_preview()  # without the pieces it streamed
         if isinstance(err, Cancelled):
             if outcome.kind == "propagate":
                 self._propagation_stopped(outcome)
@@ -493,5 +508,6 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
         for emitter, slot in (
             (self.viewer.layers.events.inserted, self._refresh_combos),
             (self.viewer.layers.events.removed, self._on_layer_removed),
+            (self.viewer.dims.events.order, self._on_axis_changed),
         ):
             emitter.disconnect(slot)

@@ -338,6 +338,27 @@ class SessionView:
         self._object_changed()
         return True
 
+    def add_preview_piece(self, generation: int, piece: Prediction) -> bool:
+        """Add a streamed piece's voxels to the preview layer (napari redraws only their region);
+        False when it is stale or empty. The final answer, or :meth:`redraw_preview` after a
+        cancelled one, replaces what the pieces drew."""
+        layer = self.preview_layer
+        if layer is None or self.model is None:
+            return False
+        piece = self.model.preview_piece(generation, piece)
+        if piece is None or piece.empty:
+            return False
+        lt.paint_patch(layer, piece.bbox, piece.patch, PREVIEW_ID)
+        self._preview_bbox = (
+            piece.bbox if self._preview_bbox is None else bbox_union(self._preview_bbox, piece.bbox)
+        )
+        self.set_preview_color()
+        return True
+
+    def redraw_preview(self) -> None:
+        """Show the session's preview again (drops what streamed pieces added)."""
+        self._draw_preview()
+
     def clear_object(self) -> bool:
         return bool(self.handle(rq.ClearObject()).object_changed)
 

@@ -6,10 +6,17 @@ one (a prediction or a 3D propagation); when that one ends, its answer is droppe
 (older generation) and the newest request starts. Progress reports of a job whose cancel flag is
 raised are dropped, so a cancelled job never overwrites the status line. Jobs run on plain Python threads and report back through Qt signals, which Qt
 delivers on the UI thread. Exceptions never escape a job: they come back in :class:`Outcome`.
+
+**Pieces.** A prediction or propagation hands the engine a ``partial`` callback (where the
+engine takes one: ``Engine.predict`` of a streaming engine, ``propagate`` of the 2D engine): each
+piece of the answer (a :class:`~napari_openmedlab.engines.base.Prediction` whose voxels add to
+the preview) reaches the UI thread through :attr:`EngineRunner.piece` as soon as it is ready,
+tagged with the job's generation; pieces of a job whose cancel flag is raised are dropped.
 """
 
 from __future__ import annotations
 
+import inspect
 import logging
 import os
 import sys
@@ -108,6 +115,15 @@ def apply_settings(engine, settings: dict) -> None:
 class _Relay(QObject):
     done = Signal(object)
     progress = Signal(float, str)
+    piece = Signal(object)
+
+
+def takes_partial(fn) -> bool:
+    """Whether ``fn`` (an engine's ``predict`` or ``propagate``) has a ``partial`` parameter."""
+    try:
+        return "partial" in inspect.signature(fn).parameters
+    except (TypeError, ValueError):
+        return False
 
 
 def _run_job(relay: _Relay, outcome: Outcome, fn: Callable[[], Any]) -> None:
@@ -131,6 +147,7 @@ class EngineRunner(QObject):
     propagated = Signal(object)  # Outcome(kind="propagate", value=Prediction (3D), generation=...)
     failed = Signal(object)  # Outcome with .error
     progress = Signal(float, str)  # fraction, what runs
+    piece = Signal(object)  # Outcome(kind, value=Prediction piece, generation=...): add to the preview
     busy_changed = Signal(bool)
 
     def __init__(self, parent=None) -> None:
@@ -143,6 +160,7 @@ class EngineRunner(QObject):
         self._relay = _Relay()
         self._relay.done.connect(self._on_done)
         self._relay.progress.connect(self._relay_progress)
+        self._relay.piece.connect(self._relay_piece)
         self._busy: str | None = None
         self._thread: threading.Thread | None = None
         self._cancel = threading.Event()
@@ -206,6 +224,13 @@ class EngineRunner(QObject):
         if self._busy in _OBJECT_JOBS:
             self._cancel.set()
 
+    def cancel_background(self) -> None:
+        """Drop the engine's queued background work (the 2D engine's slice embeddings), e.g. when
+        the view's slice axis changed; the engine is thread-safe for this call."""
+        cancel = getattr(self.engine, "cancel_background", None)
+        if cancel is not None:
+            cancel()
+
     def cancel_propagation(self) -> bool:
         """Drop a waiting propagation and stop a running one; False when there was none."""
         found = False
@@ -264,6 +289,27 @@ class EngineRunner(QObject):
         if not (self._busy is not None and self._cancel.is_set()):  # a cancelled job stays quiet
             self.progress.emit(fraction, message)
 
+    def _relay_piece(self, outcome: Outcome) -> None:
+        if (
+            self._busy is not None
+            and not self._cancel.is_set()
+            and outcome.generation == self.running_generation
+        ):
+            self.piece.emit(outcome)
+
+    def _partial_cb(self, kind: str, generation: int, cancel: threading.Event):
+        """The ``partial`` callback of one job: pieces go to the UI thread until it is cancelled."""
+
+        def partial(piece) -> None:
+            if cancel.is_set():
+                return
+            try:
+                self._relay.piece.emit(Outcome(kind, value=piece, generation=generation))
+            except RuntimeError:  # the widget was deleted while the job ran
+                pass
+
+        return partial
+
     def _progress_cb(self, fraction, message="") -> None:
         try:
             self._relay.progress.emit(float(fraction), str(message))
@@ -302,9 +348,10 @@ class EngineRunner(QObject):
             self.running_generation = generation
             engine, cancel, settings = self.engine, self._cancel, dict(self.settings)
             job = self._predict_job if kind == "predict" else self._propagate_job
+            partial = self._partial_cb(kind, generation, cancel)
             self._start(
                 Outcome(kind, generation=generation),
-                lambda: job(engine, payload, reset, cancel, settings),
+                lambda: job(engine, payload, reset, cancel, settings, partial),
             )
 
     def _load_job(self, factory, engine, info: dict, volume, dropped=None):
@@ -324,17 +371,23 @@ class EngineRunner(QObject):
         engine.set_volume(volume, self._progress_cb)
         return engine
 
-    def _predict_job(self, engine, prompts, reset: bool, cancel: threading.Event, settings: dict):
+    def _predict_job(
+        self, engine, prompts, reset: bool, cancel: threading.Event, settings: dict, partial=None
+    ):
         apply_settings(engine, settings)
         if reset:
             engine.reset()
-        return engine.predict(prompts, self._progress_cb, cancel.is_set)
+        kwargs = {"partial": partial} if partial is not None and takes_partial(engine.predict) else {}
+        return engine.predict(prompts, self._progress_cb, cancel.is_set, **kwargs)
 
-    def _propagate_job(self, engine, source, reset: bool, cancel: threading.Event, settings: dict):
+    def _propagate_job(
+        self, engine, source, reset: bool, cancel: threading.Event, settings: dict, partial=None
+    ):
         apply_settings(engine, settings)
         if reset:
             engine.reset()
-        return engine.propagate(source, self._progress_cb, cancel.is_set)
+        kwargs = {"partial": partial} if partial is not None and takes_partial(engine.propagate) else {}
+        return engine.propagate(source, self._progress_cb, cancel.is_set, **kwargs)
 
     def _on_done(self, outcome: Outcome) -> None:
         self._busy = None

@@ -236,6 +236,15 @@ class AnnotationSession:
         (with ``exclude_locked``; the structure being refined is kept)."""
         return self._without_locked(self.object.preview, keep=self._refine_name())
 
+    def preview_piece(self, generation: int, piece: Prediction) -> Prediction | None:
+        """A piece an engine streamed while answering (``partial``) as the preview would show it
+        (minus locked structures), or None when newer prompts superseded it. The session keeps
+        nothing of it: the final answer (:meth:`set_prediction`, :meth:`set_propagation`) counts."""
+        if generation != self.generation:
+            return None
+        self._check_grid(piece)
+        return self._without_locked(piece, keep=self._refine_name())
+
     def _check_grid(self, prediction: Prediction) -> None:
         if tuple(prediction.shape) != self.shape:
             raise SessionError(f"prediction grid {tuple(prediction.shape)} differs from the image {self.shape}")

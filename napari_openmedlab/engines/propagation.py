@@ -41,7 +41,9 @@ Rules (see :class:`PropagationOptions` for the numbers):
   kept as given.
 
 Progress is reported per segmented slice; ``cancel()`` is checked before each slice and raises
-:class:`~napari_openmedlab.engines.base.Cancelled`.
+:class:`~napari_openmedlab.engines.base.Cancelled`. ``accepted(index, mask)`` is told each slice
+as soon as it is kept (to show it before the walk ends). :func:`walk_order` is the order in
+which one annotated slice's neighbours are segmented (to encode them ahead, in that order).
 """
 
 from __future__ import annotations
@@ -93,6 +95,7 @@ class SlicePrompt:
         labels: ``(N,)`` 1 positive, 0 negative.
         mask: the source slice's mask (boolean, the slice's shape).
         use_mask_prompt: whether the segmenter should feed ``mask`` to the model.
+        last: the farthest slice this walk may reach (to encode ahead no farther); None: unknown.
     """
 
     index: int
@@ -102,6 +105,7 @@ class SlicePrompt:
     labels: np.ndarray = field(default_factory=lambda: np.zeros((0,), dtype=int))
     mask: np.ndarray | None = None
     use_mask_prompt: bool = False
+    last: int | None = None
 
 
 SliceSegmenter = Callable[[SlicePrompt], "np.ndarray | tuple[np.ndarray, float]"]
@@ -210,8 +214,9 @@ def derive_prompt(
 class _Walker:
     """Carries masks from slice to slice; shared bookkeeping of one propagation call."""
 
-    def __init__(self, n_slices, segment, options, progress, cancel, total) -> None:
+    def __init__(self, n_slices, segment, options, progress, cancel, total, accepted=None) -> None:
         self.n = n_slices
+        self.accepted = accepted
         self.segment = segment
         self.options = options
         self.progress = progress
@@ -228,6 +233,10 @@ class _Walker:
         slice filled (``start`` if none) and whether the walk stopped before ``last``.
         """
         previous, current = mask, start
+        bound = last
+        if self.options.max_distance is not None:
+            near = origin + step * self.options.max_distance
+            bound = min(last, near) if step > 0 else max(last, near)
         for index in range(start + step, last + step, step):
             if self.options.max_distance is not None and abs(index - origin) > self.options.max_distance:
                 self.stops.append(Stop(index, step, "distance"))
@@ -235,6 +244,7 @@ class _Walker:
             if self.cancel is not None and self.cancel():
                 raise Cancelled("propagation cancelled")
             prompt = derive_prompt(previous, index, current, self.options)
+            prompt.last = bound
             answer = self.segment(prompt)
             score = None
             if isinstance(answer, tuple):
@@ -253,6 +263,8 @@ class _Walker:
                 self.stops.append(reason)
                 return current, True
             self.masks[index] = new
+            if self.accepted is not None:
+                self.accepted(index, new)
             previous, current = new, index
         return current, False
 
@@ -281,11 +293,13 @@ def propagate(
     options: PropagationOptions | None = None,
     progress: ProgressCallback | None = None,
     cancel: CancelFlag | None = None,
+    accepted: Callable[[int, np.ndarray], None] | None = None,
 ) -> PropagationResult:
     """Carry the annotated slices ``seeds`` (index -> 2D boolean mask) through ``n_slices``.
 
     Empty seed masks are ignored; at least one must be non-empty. See the module docstring for
-    the rules. Raises :class:`Cancelled` when ``cancel()`` turns true.
+    the rules. ``accepted(index, mask)`` is called for each slice kept, when it is kept (not for
+    the seeds). Raises :class:`Cancelled` when ``cancel()`` turns true.
     """
     options = options or PropagationOptions()
     annotated = {int(i): np.asarray(m, dtype=bool) for i, m in seeds.items() if np.asarray(m).any()}
@@ -297,7 +311,7 @@ def propagate(
     order = sorted(annotated)
     # every non-annotated slice is segmented about once: that is the progress total (capped at 1)
     total = n_slices - len(order)
-    walker = _Walker(n_slices, segment, options, progress, cancel, total)
+    walker = _Walker(n_slices, segment, options, progress, cancel, total, accepted)
     walker.masks.update(annotated)
     if progress is not None:
         progress(0.0, "propagating")
@@ -318,3 +332,12 @@ def propagate(
     if progress is not None:
         progress(1.0, "propagation done")
     return PropagationResult(walker.masks, walker.stops, walker.done)
+
+
+def walk_order(index: int, n_slices: int, reach: int) -> list[int]:
+    """The slices a propagation from the one annotated slice ``index`` segments, in its order,
+    up to ``reach`` slices on either side: below it down to 0, then above it (:func:`propagate`
+    walks down first, then up)."""
+    below = range(index - 1, max(-1, index - 1 - reach), -1)
+    above = range(index + 1, min(n_slices, index + 1 + reach))
+    return [*below, *above]

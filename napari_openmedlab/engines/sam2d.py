@@ -34,9 +34,14 @@ part, organ, region), and for its single mask otherwise (several clicks, a box, 
 as SAM's predictor recommends. ``True``/``False`` force one way (SAM-Med2D's own predictor
 always takes the best of three).
 
-**Embeddings** are computed on demand, one slice at a time, and kept in an LRU cache bounded
-in bytes (:class:`~napari_openmedlab.engines.slice_cache.SliceCache`); ``prefetch=n`` encodes
-the ``n`` slices on either side in a background thread after each slice the user visits.
+**Embeddings** are computed on demand and kept in an LRU cache bounded in bytes
+(:class:`~napari_openmedlab.engines.slice_cache.SliceCache`). ``prefetch=n`` encodes, after each
+slice the user segments (a box drawn, a click), the ``n`` slices on either side in a background
+thread, in the order a propagation from that slice walks (below it first, then above), so that
+*Propagate* finds them ready; the user's own slices always come first (a click waits at most for
+the one slice being encoded). The widget turns it on (:data:`INTERACTIVE_PREFETCH`); scripts
+and evaluations, which would not use the extra slices, keep the default 0. A propagation
+encodes the slices it walks into ``batch`` at a time (one batch through the network).
 
 **3D.** :meth:`Sam2DEngine.propagate` carries segmented slices through the volume
 (:mod:`napari_openmedlab.engines.propagation` has the rules).
@@ -60,8 +65,17 @@ import torch
 from ..io.volume import Volume
 from ..models.registry import ModelSpec
 from ..models.sam_med2d import preprocess as pp
-from .base import CancelFlag, Engine, EngineError, Prediction, ProgressCallback, PromptError, Prompts
-from .propagation import PropagationOptions
+from .base import (
+    CancelFlag,
+    Engine,
+    EngineError,
+    PartialCallback,
+    Prediction,
+    ProgressCallback,
+    PromptError,
+    Prompts,
+)
+from .propagation import PropagationOptions, walk_order
 from .slice2d import (
     MRI,
     SliceEmbedding,
@@ -75,7 +89,7 @@ from .slice2d import (
     stretched_size,
     window_bounds,
 )
-from .slice_cache import DEFAULT_MAX_BYTES, SliceCache
+from .slice_cache import DEFAULT_MAX_BYTES, INTERACTIVE_PREFETCH, SliceCache
 from .slice_prompts import (
     mask_on_slice,
     propagate_seeds,
@@ -86,6 +100,7 @@ from .slice_prompts import (
 )
 
 __all__ = [
+    "INTERACTIVE_PREFETCH",
     "MRI",
     "PREPROCESS_KIND",
     "Sam2DEngine",
@@ -97,6 +112,10 @@ __all__ = [
 
 PREPROCESS_KIND = {"sam-med2d": "sam-med2d", "sam-vit-b": "sam", "medsam": "medsam"}
 """Registry name -> preprocessing of :func:`preprocess.prepare_slice`."""
+
+DEFAULT_BATCH = 4
+"""Slices per encoder call when a propagation encodes ahead of its walk (measured in
+``benchmarks/bench_sam_med2d_propagation.py``)."""
 
 
 def default_propagation_options(kind: str) -> PropagationOptions:
@@ -135,8 +154,9 @@ class Sam2DEngine(Engine):
         window: CT preset name, ``(width, level)``, ``"mri"``, or None for the automatic choice.
         slice_axis: the axis whose slices clicks are on (0 axial, 1 coronal, 2 sagittal).
         cache_bytes: bound of the embedding cache.
-        prefetch: after a slice is encoded for the user, encode this many slices on either side
-            in a background thread (0: off).
+        prefetch: after a slice is segmented for the user, encode this many slices on either side
+            in a background thread, in propagation order (0: off; the widget: 32).
+        batch: slices per encoder call when a propagation encodes ahead of its walk.
         multimask: ``"auto"``, True or False (module docstring).
         propagation: rules for :meth:`propagate` (default :func:`default_propagation_options`).
     """
@@ -152,6 +172,7 @@ class Sam2DEngine(Engine):
         slice_axis: int = 0,
         cache_bytes: int = DEFAULT_MAX_BYTES,
         prefetch: int = 0,
+        batch: int = DEFAULT_BATCH,
         multimask: str | bool = "auto",
         propagation: PropagationOptions | None = None,
         threads: int | None = None,
@@ -176,17 +197,22 @@ class Sam2DEngine(Engine):
         if multimask not in ("auto", True, False):
             raise ValueError("multimask is 'auto', True or False")
         self.multimask = multimask
+        self._cache = SliceCache(self._compute_embedding, cache_bytes, compute_many=self._compute_embeddings)
         self.slice_axis = slice_axis
-        self.prefetch = int(prefetch)
+        self.prefetch = prefetch
+        if int(batch) < 1:
+            raise ValueError(f"batch is at least 1; got {batch}")
+        self.batch = int(batch)
         self.propagation_options = propagation or default_propagation_options(self.kind)
         self._window = window
         check_window(window)
         self._bounds: tuple[float, float] | None = None
         self._keep_zero = False
-        self._cache = SliceCache(self._compute_embedding, cache_bytes)
         self._last_logits: dict[tuple[int, int], tuple[str, torch.Tensor]] = {}
-        #: number of image-encoder runs (cache misses and prefetches), for tests and status
+        #: slices through the image encoder (cache misses and prefetches), for tests and status
         self.encoder_calls = 0
+        #: encoder calls (a batch of slices counts once)
+        self.encoder_batches = 0
 
     # ------------------------------------------------------------------ construction
 
@@ -262,7 +288,22 @@ class Sam2DEngine(Engine):
     def slice_axis(self, axis: int) -> None:
         if axis not in (0, 1, 2):
             raise ValueError(f"slice_axis is 0 (axial), 1 (coronal) or 2 (sagittal); got {axis!r}")
+        if getattr(self, "_slice_axis", axis) != axis:
+            self._cache.cancel_prefetch()  # the slices queued for the old axis are not wanted now
         self._slice_axis = int(axis)
+
+    @property
+    def prefetch(self) -> int:
+        """Slices on either side of a user's slice encoded in the background (0: off)."""
+        return self._prefetch
+
+    @prefetch.setter
+    def prefetch(self, n: int) -> None:
+        if int(n) < 0:
+            raise ValueError(f"prefetch is 0 (off) or a number of slices; got {n}")
+        self._prefetch = int(n)
+        if not self._prefetch:
+            self._cache.cancel_prefetch()
 
     @property
     def window(self) -> str | tuple[float, float] | None:
@@ -312,6 +353,10 @@ class Sam2DEngine(Engine):
         """Stop the prefetch thread and drop the embeddings."""
         self._cache.close()
 
+    def cancel_background(self) -> None:
+        """Drop the slices queued for background encoding (thread-safe; the running one ends)."""
+        self._cache.cancel_prefetch()
+
     def _predict(
         self, prompts: Prompts, progress: ProgressCallback | None, cancel: CancelFlag | None
     ) -> Prediction:
@@ -340,34 +385,48 @@ class Sam2DEngine(Engine):
     def embedding(self, axis: int, index: int, prefetch: bool = True) -> SliceEmbedding:
         """The (cached) embedding of slice ``index`` normal to ``axis``.
 
-        With ``prefetch`` and :attr:`prefetch` > 0, the neighbours are queued for encoding.
+        With ``prefetch`` and :attr:`prefetch` > 0, the neighbours are then queued for encoding
+        in the background, in the order a propagation from this slice walks.
         """
         volume = self.volume
         if axis not in (0, 1, 2) or not 0 <= index < volume.shape[axis]:
             raise PromptError(f"slice {index} of axis {axis} is outside the volume {volume.shape}")
         emb = self._cache.get((int(axis), int(index)))
         if prefetch and self.prefetch > 0:
-            n = volume.shape[axis]
-            near = []
-            for d in range(1, self.prefetch + 1):
-                near += [i for i in (index + d, index - d) if 0 <= i < n]
-            self._cache.prefetch([(axis, i) for i in near])
+            order = walk_order(int(index), volume.shape[axis], self.prefetch)
+            # within the cache's bound, with room for the user's slice and one more: prefetched
+            # slices must not push out what the user works on
+            room = self._cache.max_bytes // max(1, self._cache.size_of(emb)) - 2
+            # one slice at a time: a click on another slice waits for at most one encoding
+            self._cache.prefetch([(axis, i) for i in order[: max(0, room)]], batch=1)
         return emb
 
     def _compute_embedding(self, key: tuple[int, int]) -> SliceEmbedding:
-        axis, index = key
+        return self._compute_embeddings([key])[0]
+
+    def _compute_embeddings(self, keys: Sequence[tuple[int, int]]) -> list[SliceEmbedding]:
+        """The embeddings of slices ``keys`` (``(axis, index)``), in one encoder call."""
         volume = self.volume
         bounds = self._bounds
         if bounds is None:
             raise EngineError("no intensity bounds: set_volume first")
         t0 = time.perf_counter()
-        image = pp.to_uint8(slice_of(volume.array, axis, index), bounds, keep_zero=self._keep_zero)
-        stretched = stretched_size(self.kind, volume.geometry.spacing_zyx, axis, image.shape)
-        tensor, transform = encoder_input(image, self.kind, self.model_size, stretched)
+        tensors, transforms = [], []
+        for axis, index in keys:
+            image = pp.to_uint8(slice_of(volume.array, axis, index), bounds, keep_zero=self._keep_zero)
+            stretched = stretched_size(self.kind, volume.geometry.spacing_zyx, axis, image.shape)
+            tensor, transform = encoder_input(image, self.kind, self.model_size, stretched)
+            tensors.append(tensor)
+            transforms.append(transform)
         with torch.no_grad():
-            features = self.network.image_encoder(tensor.to(self.device))
-        self.encoder_calls += 1
-        return SliceEmbedding(features, transform, time.perf_counter() - t0)
+            features = self.network.image_encoder(torch.cat(tensors).to(self.device))
+        self.encoder_calls += len(keys)
+        self.encoder_batches += 1
+        seconds = (time.perf_counter() - t0) / len(keys)
+        if len(keys) == 1:
+            return [SliceEmbedding(features, transforms[0], seconds)]
+        # copies: a view would keep the whole batch alive until its last slice leaves the cache
+        return [SliceEmbedding(features[i : i + 1].clone(), tf, seconds) for i, tf in enumerate(transforms)]
 
     def segment_slice(
         self,
@@ -442,6 +501,7 @@ class Sam2DEngine(Engine):
         cancel: CancelFlag | None = None,
         axis: int | None = None,
         options: PropagationOptions | None = None,
+        partial: PartialCallback | None = None,
     ) -> Prediction:
         """The 3D mask carried from annotated slices through the volume along ``axis``.
 
@@ -455,8 +515,11 @@ class Sam2DEngine(Engine):
           ``axis`` (default: the prediction's own slice axis, else :attr:`slice_axis`) are the
           annotations; a later prediction replaces an earlier one on the same slice.
 
+        ``partial`` gets each annotated slice, then each slice as soon as the walk accepts it,
+        as a one-slice Prediction; their union is the answer.
+
         From the CLI: ``engine.propagate(prompts)``; from the widget, after a slice was
-        segmented: ``engine.propagate(prediction, progress, cancel)``.
+        segmented: ``engine.propagate(prediction, progress, cancel, partial=show)``.
         Returns a Prediction whose ``state`` holds ``axis``, ``annotated`` (slice indices) and
         ``stops`` (where and why each direction ended). Raises ``Cancelled``.
         """
@@ -473,10 +536,17 @@ class Sam2DEngine(Engine):
             axis, seeds = seeds_from_predictions(source, axis, self.slice_axis, shape)
         if not any(m.any() for m in seeds.values()):
             raise PromptError("nothing to propagate: the annotated slices are empty")
+        # the walk encodes what it needs itself, in batches; what the background has ready stays
+        self._cache.cancel_prefetch()
+        sizes = iter([1, 2])  # the first slices alone: the first one is on screen sooner
 
-        def prefetch(index: int) -> None:  # encode the next slice while this one is decoded
-            self._cache.prefetch([(axis, index)])
+        def encode_ahead(index: int, step: int, last: int) -> None:
+            if (axis, index) in self._cache:
+                return
+            k = min(self.batch, next(sizes, self.batch))
+            self._cache.get_many([(axis, i) for i in range(index, last + step, step)][:k])
 
         opts = options or self.propagation_options
-        ahead = prefetch if self.prefetch > 0 else None
-        return propagate_seeds(self.segment_slice, axis, seeds, shape, opts, progress, cancel, ahead, t0)
+        return propagate_seeds(
+            self.segment_slice, axis, seeds, shape, opts, progress, cancel, encode_ahead, t0, partial
+        )

@@ -1,28 +1,40 @@
-"""Per-slice embedding cache for the 2D engines: LRU, bounded in bytes, optional prefetch.
+"""Per-slice embedding cache for the 2D engines: LRU, bounded in bytes, batched background prefetch.
 
 A 2D foundation model encodes one slice at a time (SAM ViT-B: 256x64x64 float32 = 4 MiB per
 slice, SAM-Med2D: 256x16x16 = 256 KiB). Clicking around a volume and propagating through it
 revisits slices, so the embeddings are kept, most recently used last, until their total size
 passes ``max_bytes``; then the least recently used ones are dropped.
 
-Prefetch (``prefetch(keys)``) computes embeddings in one background thread so that scrolling to
-a neighbouring slice finds its embedding ready. A ``get`` for a key the background thread is
-computing waits for that result instead of computing it twice; keys still queued are computed
-by the caller at once. ``clear`` (new volume, new window) drops everything and abandons queued
-prefetches; a result computed for an older generation is discarded.
+**Prefetch** (``prefetch(keys, batch)``) computes embeddings in one background thread, in the
+order given, ``batch`` keys per ``compute_many`` call, so that the slices the user will need next
+(those a propagation walks through) are ready when asked for. A newer ``prefetch`` replaces the
+keys still queued (the user has moved on); ``cancel_prefetch`` drops them.
 
-Everything is thread-safe; ``compute`` itself runs outside the lock.
+**One computation at a time, the caller's first.** Every computation, in the background or in
+the caller's thread, holds one lock: two encoders on a small CPU only slow each other down. A
+caller that needs keys (``get``, ``get_many``) computes them itself at once, as one batch, taking
+them out of the queue; the background thread starts no new batch while a caller waits, so a
+caller waits at most for the one batch already running. A key the background thread is
+computing is awaited, never computed twice.
+
+``clear`` (new volume, new window) drops everything and abandons queued prefetches; a result
+computed for an older generation is discarded. Everything is thread-safe; ``compute`` runs
+outside the state lock.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable
-from concurrent.futures import Future, ThreadPoolExecutor
+from collections.abc import Callable, Hashable, Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 DEFAULT_MAX_BYTES = 512 * 1024 * 1024
+
+INTERACTIVE_PREFETCH = 32
+"""The widget's ``prefetch`` for the 2D engine: slices on either side of a box or click encoded in
+the background (an organ's whole axial run in most CTs; bounded by the cache's bytes)."""
 
 
 def nbytes_of(value: Any) -> int:
@@ -49,6 +61,16 @@ def nbytes_of(value: Any) -> int:
     return 0
 
 
+class _Running:
+    """A key being computed: its value (or error) once ``done`` is set."""
+
+    def __init__(self, generation: int) -> None:
+        self.generation = generation
+        self.done = threading.Event()
+        self.value: Any = None
+        self.error: BaseException | None = None
+
+
 class SliceCache:
     """LRU cache of per-slice values computed on demand by ``compute(key)``.
 
@@ -57,6 +79,8 @@ class SliceCache:
         max_bytes: bound on the summed size of the cached values; the most recent value is
             always kept even if it alone is larger.
         sizeof: size of a value in bytes (default :func:`nbytes_of`).
+        compute_many: builds the values of several keys in one call (a batch through the
+            network); default: ``compute`` on each.
     """
 
     def __init__(
@@ -64,17 +88,24 @@ class SliceCache:
         compute: Callable[[Hashable], Any],
         max_bytes: int = DEFAULT_MAX_BYTES,
         sizeof: Callable[[Any], int] = nbytes_of,
+        compute_many: Callable[[Sequence[Hashable]], Sequence[Any]] | None = None,
     ) -> None:
         if max_bytes < 0:
             raise ValueError("max_bytes must be >= 0")
         self._compute = compute
+        self._compute_many = compute_many or (lambda keys: [compute(k) for k in keys])
         self.max_bytes = int(max_bytes)
         self._sizeof = sizeof
         self._lock = threading.RLock()
+        self._changed = threading.Condition(self._lock)  # a caller finished; the queue changed
+        self._compute_lock = threading.Lock()  # one computation at a time
         self._items: OrderedDict[Hashable, tuple[Any, int]] = OrderedDict()
         self._bytes = 0
-        self._running: dict[Hashable, Future] = {}  # key -> future of a background compute
-        self._queued: dict[Hashable, Future] = {}
+        self._running: dict[Hashable, _Running] = {}
+        self._queue: OrderedDict[Hashable, None] = OrderedDict()
+        self._batch = 1
+        self._callers = 0  # callers computing or about to: the background thread holds back
+        self._draining = False
         self._generation = 0
         self._executor: ThreadPoolExecutor | None = None
         #: statistics, for status lines and tests
@@ -84,6 +115,10 @@ class SliceCache:
         self.prefetched = 0
 
     # -- queries -----------------------------------------------------------------------------
+
+    def size_of(self, value: Any) -> int:
+        """What ``value`` counts against ``max_bytes``."""
+        return int(self._sizeof(value))
 
     def __contains__(self, key: Hashable) -> bool:
         with self._lock:
@@ -103,46 +138,62 @@ class SliceCache:
         with self._lock:
             return list(self._items)
 
+    def queued(self) -> list[Hashable]:
+        """Keys waiting for the background thread, in the order it will take them."""
+        with self._lock:
+            return list(self._queue)
+
     def peek(self, key: Hashable) -> Any | None:
         """The cached value, or None; does not compute nor change the LRU order."""
         with self._lock:
             entry = self._items.get(key)
             return None if entry is None else entry[0]
 
-    # -- the main call -----------------------------------------------------------------------
+    # -- the main calls ----------------------------------------------------------------------
 
     def get(self, key: Hashable) -> Any:
         """The value of ``key``: cached, awaited from the prefetch thread, or computed now."""
+        return self.get_many([key])[0]
+
+    def get_many(self, keys: Sequence[Hashable]) -> list[Any]:
+        """The values of ``keys``; the missing ones (not cached, not being computed) are computed
+        here in one ``compute_many`` call, ahead of anything queued for the background."""
+        found: dict[Hashable, Any] = {}
         with self._lock:
-            entry = self._items.get(key)
-            if entry is not None:
-                self._items.move_to_end(key)
-                self.hits += 1
-                return entry[0]
-            running = self._running.get(key)
-            queued = self._queued.pop(key, None)
-            if queued is not None:
-                queued.cancel()
-            generation = self._generation
-        if running is not None:
-            try:
-                value = running.result()
-            except Exception:  # the background compute failed: compute here (and raise here)
-                value = None
-            with self._lock:
-                if value is not None and generation == self._generation:
+            awaited: dict[Hashable, _Running] = {}
+            missing: list[Hashable] = []
+            for key in keys:
+                if key in found or key in awaited or key in missing:
+                    continue
+                entry = self._items.get(key)
+                if entry is not None:
+                    self._items.move_to_end(key)
                     self.hits += 1
-                    if key in self._items:
-                        self._items.move_to_end(key)
-                    return value
-        with self._lock:
-            self.misses += 1
-        value = self._compute(key)
-        with self._lock:
-            self.computed += 1
-            if generation == self._generation:
-                self._store(key, value)
-        return value
+                    found[key] = entry[0]
+                elif key in self._running:
+                    awaited[key] = self._running[key]
+                else:
+                    missing.append(key)
+                    self._queue.pop(key, None)  # computed here, now
+            if missing:
+                self._callers += 1
+        if missing:
+            try:
+                found.update(zip(missing, self._compute_now(missing, background=False)))
+            finally:
+                with self._lock:
+                    self._callers -= 1
+                    self._changed.notify_all()
+        for key, running in awaited.items():
+            running.done.wait()
+            with self._lock:
+                fresh = running.generation == self._generation and running.error is None
+                if fresh and running.value is not None:
+                    self.hits += 1
+                    found[key] = running.value
+                    continue
+            found[key] = self.get(key)  # the background compute failed or is stale: here, now
+        return [found[key] for key in keys]
 
     def put(self, key: Hashable, value: Any) -> None:
         with self._lock:
@@ -154,72 +205,107 @@ class SliceCache:
             self._generation += 1
             self._items.clear()
             self._bytes = 0
-            for future in self._queued.values():
-                future.cancel()
-            self._queued.clear()
-            self._running.clear()  # their results belong to the old generation: not awaited
+            self._queue.clear()
+            self._running.clear()  # their results belong to the old generation: not stored
 
     # -- prefetch ----------------------------------------------------------------------------
 
-    def prefetch(self, keys: Iterable[Hashable]) -> None:
-        """Compute ``keys`` in the background thread, in order, unless cached or pending.
-
-        Keys queued earlier and not started yet are abandoned: only the latest request counts
-        (the user has moved on).
-        """
+    def prefetch(self, keys: Iterable[Hashable], batch: int = 1) -> None:
+        """Compute ``keys`` in the background thread, in order, ``batch`` per call, unless cached
+        or running. Keys queued earlier and not started yet are abandoned: only the latest
+        request counts (the user has moved on)."""
         with self._lock:
-            for future in self._queued.values():
-                future.cancel()
-            self._queued.clear()
-            if self._executor is None:
-                self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-prefetch")
-            generation = self._generation
+            self._queue.clear()
             for key in keys:
-                if key in self._items or key in self._running or key in self._queued:
-                    continue
-                future = self._executor.submit(self._background, key, generation)
-                self._queued[key] = future
+                if key not in self._items and key not in self._running:
+                    self._queue[key] = None
+            self._batch = max(1, int(batch))
+            if self._queue and not self._draining:
+                if self._executor is None:
+                    self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="slice-prefetch")
+                self._draining = True
+                self._executor.submit(self._drain)
+            self._changed.notify_all()
 
-    def wait_prefetch(self, timeout: float | None = None) -> None:
-        """Block until queued and running prefetches are done (tests, clean shutdown)."""
+    def cancel_prefetch(self) -> None:
+        """Drop the queued keys (one running batch still finishes and is kept)."""
         with self._lock:
-            futures = list(self._queued.values()) + list(self._running.values())
-        for future in futures:
-            if not future.cancelled():
-                try:
-                    future.result(timeout=timeout)
-                except Exception:
-                    pass
+            self._queue.clear()
+
+    def wait_prefetch(self, timeout: float | None = None) -> bool:
+        """Block until nothing is queued or running in the background; False on timeout."""
+        with self._lock:
+            return self._changed.wait_for(lambda: not self._draining, timeout)
 
     def close(self) -> None:
         """Stop the background thread (after its current compute)."""
         with self._lock:
             self.clear()
             executor, self._executor = self._executor, None
+            self._changed.notify_all()
         if executor is not None:
             executor.shutdown(wait=True, cancel_futures=True)
 
-    def _background(self, key: Hashable, generation: int) -> Any:
-        with self._lock:
-            future = self._queued.pop(key, None)
-            if generation != self._generation or key in self._items or key in self._running:
-                return None
-            if future is not None:
-                self._running[key] = future
-        value = None
-        try:
-            value = self._compute(key)
-        finally:
+    def _drain(self) -> None:
+        """The background thread's loop: one batch of queued keys at a time, callers first."""
+        while True:
             with self._lock:
-                if self._running.get(key) is future:
-                    del self._running[key]
-                if value is not None and generation == self._generation:
-                    self.computed += 1
-                    self.prefetched += 1
-                    self._store(key, value)
-        return value
+                self._changed.wait_for(lambda: not self._callers or not self._queue)
+                keys = []
+                while self._queue and len(keys) < self._batch:
+                    key, _ = self._queue.popitem(last=False)
+                    if key not in self._items and key not in self._running:
+                        keys.append(key)
+                if not keys:  # decided under the lock: a prefetch after this starts a new drain
+                    self._draining = False
+                    self._changed.notify_all()
+                    return
+            try:
+                self._compute_now(keys, background=True)
+            except Exception:  # a caller that needs the key computes it again and sees the error
+                pass
+            except BaseException:
+                with self._lock:
+                    self._draining = False
+                    self._changed.notify_all()
+                raise
 
     # -- internals ---------------------------------------------------------------------------
+
+    def _compute_now(self, keys: list[Hashable], background: bool) -> list[Any]:
+        """Compute ``keys`` (marked running) under the compute lock; store them if still current."""
+        with self._lock:
+            generation = self._generation
+            marks = {key: _Running(generation) for key in keys}
+            self._running.update(marks)
+            if not background:
+                self.misses += len(keys)
+        values: list[Any] | None = None
+        error: BaseException | None = None
+        try:
+            with self._compute_lock:
+                values = list(self._compute_many(keys))
+            if len(values) != len(keys):
+                raise RuntimeError(f"compute_many gave {len(values)} values for {len(keys)} keys")
+        except BaseException as err:
+            error = err
+        with self._lock:
+            for i, key in enumerate(keys):
+                mark = marks[key]
+                if self._running.get(key) is mark:
+                    del self._running[key]
+                mark.error = error
+                if error is None:
+                    mark.value = values[i]
+                    self.computed += 1
+                    self.prefetched += int(background)
+                    if generation == self._generation:
+                        self._store(key, values[i])
+                mark.done.set()
+            self._changed.notify_all()
+        if error is not None:
+            raise error
+        return values
 
     def _store(self, key: Hashable, value: Any) -> None:
         size = int(self._sizeof(value))

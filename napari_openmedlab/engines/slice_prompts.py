@@ -21,7 +21,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .base import CancelFlag, Cancelled, Prediction, ProgressCallback, PromptError, Prompts
+from .base import CancelFlag, Cancelled, PartialCallback, Prediction, ProgressCallback, PromptError, Prompts
 from .propagation import PropagationOptions, PropagationResult, SlicePrompt, propagate
 from .slice2d import SliceResult, box_rc, mask_slices, other_axes, slice_of
 
@@ -109,17 +109,25 @@ def slice_prediction(result: SliceResult, shape: tuple[int, int, int]) -> Predic
         "multimask": result.multimask,
         "low_res_logits": result.low_res_logits.numpy(),
     }
-    if not result.mask.any():
-        return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), shape, state, result.timings)
-    rows = np.flatnonzero(result.mask.any(axis=1))
-    cols = np.flatnonzero(result.mask.any(axis=0))
+    return slice_piece(result.axis, result.index, result.mask, shape, state, result.timings)
+
+
+def slice_piece(
+    axis: int, index: int, mask: np.ndarray, shape: tuple[int, int, int], state=None, timings=None
+) -> Prediction:
+    """A 2D mask on slice ``index`` of ``axis`` as a one-slice-thick Prediction (its bounding box)."""
+    state, timings = state or {}, timings or {}
+    if not mask.any():
+        return Prediction((0, 0, 0, 0, 0, 0), np.zeros((0, 0, 0), bool), shape, state, timings)
+    rows = np.flatnonzero(mask.any(axis=1))
+    cols = np.flatnonzero(mask.any(axis=0))
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    ra, ca = other_axes(result.axis)
+    ra, ca = other_axes(axis)
     lo, hi = [0, 0, 0], [0, 0, 0]
-    lo[result.axis], hi[result.axis] = result.index, result.index + 1
+    lo[axis], hi[axis] = index, index + 1
     lo[ra], hi[ra], lo[ca], hi[ca] = r0, r1, c0, c1
-    patch = np.expand_dims(result.mask[r0:r1, c0:c1], result.axis)
-    return Prediction((*lo, *hi), patch.copy(), shape, state, result.timings)
+    patch = np.expand_dims(mask[r0:r1, c0:c1], axis)
+    return Prediction((*lo, *hi), patch.copy(), shape, state, timings)
 
 
 # ------------------------------------------------------------------ 3D propagation
@@ -200,19 +208,24 @@ def propagate_seeds(
     options: PropagationOptions,
     progress: ProgressCallback | None,
     cancel: CancelFlag | None,
-    prefetch: Callable[[int], None] | None = None,
+    ahead: Callable[[int, int, int], None] | None = None,
     t0: float | None = None,
+    partial: PartialCallback | None = None,
 ) -> Prediction:
     """The 3D Prediction carried from ``seeds`` along ``axis`` (state: axis, annotated, stops).
 
-    ``prefetch(index)`` is called for the slice after each one segmented (to encode it ahead);
-    ``t0`` (``time.perf_counter()``) is when the work started, for the ``propagation`` timing.
+    ``ahead(index, step, last)`` is called before slice ``index`` is segmented, walking
+    ``step`` (+1/-1) at most to slice ``last``, to encode it and the slices after it; ``t0`` (``time.perf_counter()``) is when the
+    work started, for the ``propagation`` timing. ``partial`` gets each non-empty seed slice,
+    then each slice the walk keeps, as a one-slice Prediction.
     """
     t0 = time.perf_counter() if t0 is None else t0
     previous_logits: dict[int, torch.Tensor] = {}
 
     def segment(prompt: SlicePrompt) -> tuple[np.ndarray, float]:
         step = 1 if prompt.index > prompt.source else -1
+        if ahead is not None:
+            ahead(prompt.index, step, prompt.index if prompt.last is None else prompt.last)
         logits = previous_logits.get(prompt.source) if prompt.use_mask_prompt else None
         result = segment_slice(
             axis,
@@ -225,12 +238,18 @@ def propagate_seeds(
         )
         if prompt.use_mask_prompt:
             previous_logits[prompt.index] = result.low_res_logits
-        nxt = prompt.index + step
-        if prefetch is not None and 0 <= nxt < shape[axis]:
-            prefetch(nxt)
         return result.mask, result.iou  # the predicted IoU serves options.min_score
 
-    result: PropagationResult = propagate(seeds, shape[axis], segment, options, progress, cancel)
+    accepted = None
+    if partial is not None:
+        for index in sorted(seeds):
+            if seeds[index].any():
+                partial(slice_piece(axis, index, seeds[index], shape))
+
+        def accepted(index: int, mask: np.ndarray) -> None:
+            partial(slice_piece(axis, index, mask, shape))
+
+    result: PropagationResult = propagate(seeds, shape[axis], segment, options, progress, cancel, accepted)
     stops = [
         {
             "index": s.index,

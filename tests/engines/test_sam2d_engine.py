@@ -61,9 +61,9 @@ class FakeEncoder(nn.Module):
         self.inputs: list[torch.Tensor] = []
 
     def forward(self, x):
-        assert x.shape == (1, 3, self.img_size, self.img_size)
+        assert x.shape[1:] == (3, self.img_size, self.img_size)
         self.inputs.append(x)
-        return torch.zeros(1, 8, self.img_size // 16, self.img_size // 16)
+        return torch.zeros(len(x), 8, self.img_size // 16, self.img_size // 16)
 
 
 class FakePromptEncoder(nn.Module):
@@ -461,6 +461,7 @@ def test_from_checkpoint_predict_and_propagate(ct, liver, tiny_checkpoint, tmp_p
     seed = np.zeros(liver.shape, bool)
     seed[15] = liver[15]
     calls = engine.encoder_calls
+    engine.batch = 1  # one slice per encoder call: exactly the slices segmented are encoded
     out = engine.propagate(Prediction.from_mask(seed), options=PropagationOptions(max_distance=2))
     assert out.shape == ct.shape and out.to_mask()[15].sum() == liver[15].sum()
     kept = np.flatnonzero(out.to_mask().any(axis=(1, 2)))

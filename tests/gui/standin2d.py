@@ -20,7 +20,7 @@ def oracle_factory(reference: np.ndarray, delay: float = 0.0):
     import torch
     from torch import nn
 
-    from napari_openmedlab.engines.sam2d import Sam2DEngine, SliceResult, slice_of
+    from napari_openmedlab.engines.sam2d import Sam2DEngine, SliceEmbedding, SliceResult, slice_of
     from napari_openmedlab.models.registry import get_spec
 
     class Unused(nn.Module):
@@ -44,6 +44,9 @@ def oracle_factory(reference: np.ndarray, delay: float = 0.0):
             self.delay = delay
             self.asked: list[tuple[int, int]] = []
             self.threads: set[str] = set()
+
+        def _compute_embeddings(self, keys):  # the oracle needs no image embedding
+            return [SliceEmbedding(torch.zeros(1), None, 0.0) for _ in keys]
 
         def segment_slice(self, axis, index, points_rc=None, labels=None, box=None, **kwargs):
             self.threads.add(threading.current_thread().name)

@@ -148,3 +148,25 @@ def test_cancel_escape_newer_prompt_and_commit_while_running(make_widget, tmp_pa
     assert w.wait_for_prediction(30)
     viewer.keymap[KeyBinding.from_str("Escape")](viewer)
     assert s.state.empty
+
+
+def test_propagated_slices_show_while_it_runs(make_widget, tmp_path, ct, liver, qtbot):
+    from napari_openmedlab.engines.slice_cache import INTERACTIVE_PREFETCH
+
+    viewer, w, engine = _with_2d_engine(make_widget, tmp_path, ct, liver, delay=0.2)
+    s = w.session
+    z = int(np.argmax(liver.sum(axis=(1, 2))))
+    rows, cols = np.nonzero(liver[z])
+    assert w.add_box(Box(0, z, rows.min(), cols.min(), rows.max(), cols.max()))
+    assert w.wait_for_prediction(30)
+    assert engine.prefetch == INTERACTIVE_PREFETCH  # the widget's default reached the engine
+    assert w.propagate()
+    # each slice the walk keeps is in the preview at once, long before the walk ends
+    qtbot.waitUntil(lambda: len(_slices(s.preview_layer.data)) >= 3, timeout=20000)
+    assert w.runner.propagating
+    shown = _slices(s.preview_layer.data)
+    assert shown == list(range(z - len(shown) + 1, z + 1))  # the box's slice, then down from it
+    assert w.wait_for_prediction(60) and "Propagated" in w.status_text
+    final = _slices(s.preview_layer.data)
+    assert set(shown) < set(final)
+    np.testing.assert_array_equal(s.preview_layer.data.astype(bool), s.state.preview.to_mask())

@@ -532,20 +532,6 @@ def test_build_from_official_format_checkpoint(tmp_path):
 # ------------------------------------------------------------------ implementation paths
 
 
-def test_cpu_gemm_convolutions_equal_torch_convolutions():
-    from napari_openmedlab.models.sam_med2d.image_encoder import _conv_gemm, _conv_transpose_gemm
-
-    g = torch.Generator().manual_seed(5)
-    x = torch.randn(2, 8, 16, 16, generator=g, dtype=torch.float64)
-    w = torch.randn(8, 8, 3, 3, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(_conv_gemm(x, w, 2, 1), F.conv2d(x, w, stride=2, padding=1))
-    y = torch.randn(2, 8, 8, 8, generator=g, dtype=torch.float64)
-    wt = torch.randn(8, 6, 4, 4, generator=g, dtype=torch.float64)
-    torch.testing.assert_close(
-        _conv_transpose_gemm(y, wt, 2, 1), F.conv_transpose2d(y, wt, stride=2, padding=1)
-    )
-
-
 def test_sam_med2d_resize_matches_opencv_inter_nearest():
     cv2 = pytest.importorskip("cv2")
     sl = (np.random.default_rng(6).random((97, 301)) * 255).astype(np.uint8)
@@ -556,7 +542,7 @@ def test_sam_med2d_resize_matches_opencv_inter_nearest():
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
 def test_cuda_path_matches_cpu_path(monkeypatch):
-    # on CUDA the adapter uses torch's convolutions, on the CPU the GEMM forms
+    # on CUDA the encoder uses torch's operations, on the CPU oneDNN's products (cpu_kernels)
     monkeypatch.setattr(torch.backends.cuda.matmul, "allow_tf32", False)
     monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
     torch.manual_seed(0)
