@@ -120,9 +120,22 @@ def box_corners(box: Box) -> np.ndarray:
     return out
 
 
+#: pieces up to this many voxels go through napari's ``data_setitem`` (only their region redrawn);
+#: larger ones (a SAM-Med3D crop: 7 M voxels) are written as a box and the layer refreshed, since
+#: ``data_setitem`` indexes every voxel and keeps them all for napari's undo (0.1-0.7 s and ~90 MB
+#: for one crop, against 5 ms for the box)
+PAINT_BY_INDEX_MAX = 1_000_000
+
+
 def paint_patch(layer, bbox, patch: np.ndarray, value: int) -> None:
     """Set the voxels of boolean ``patch`` (at ``bbox``'s corner) to ``value`` in a Labels layer
-    through napari's ``data_setitem``, which redraws only the changed region (2D and 3D views)."""
+    that holds 0 and ``value`` only (the preview), keeping the voxels already set."""
+    if patch.size > PAINT_BY_INDEX_MAX:
+        z0, y0, x0 = (int(v) for v in bbox[:3])
+        region = layer.data[z0:z0 + patch.shape[0], y0:y0 + patch.shape[1], x0:x0 + patch.shape[2]]
+        np.maximum(region, patch * region.dtype.type(value), out=region)
+        layer.refresh()
+        return
     nz = np.nonzero(patch)
     if not len(nz[0]):
         return
