@@ -14,7 +14,8 @@ Per engine and round: a large object (large-object extension on, the default: wi
 weights every mask reaches the crop faces, so a click runs 1 + 8 crops) first click, the time
 until its first crop is on screen (streamed; the old engine shows nothing before it ends) and
 next clicks in the same region, and a small object (one crop: what an object inside 192 mm
-costs) first and next click. The caller keeps only the latest answer, as the session does.
+costs) first and next click. The caller keeps only the latest answer (a widget's undo history
+keeps earlier ones too: then each answer is fresh memory, see docs/benchmarks.md).
 Then a liver-sized ellipsoid clicked at its centre and off centre, with the real network run in
 full but its mask replaced by the object's true shape in each crop (``oracle_engine``): how many
 crops, and seconds, a large object takes when the mask follows it as trained weights would. Then a next click again while another process keeps one core busy
@@ -47,7 +48,7 @@ def _spin(stop) -> None:  # a background process that keeps one core busy
 
 def _clicks(engine, click, near, n_next: int = 1) -> tuple[float, float, dict, dict, float]:
     """First click, then ``n_next`` negative clicks near ``near``; the caller keeps only the
-    latest answer, as the annotation session does. Returns the first click's seconds, the
+    latest answer. Returns the first click's seconds, the
     median next click's, both profiles and the seconds to the first streamed piece (the
     first click's total where the engine does not stream)."""
     from napari_openmedlab.engines import Prompts
