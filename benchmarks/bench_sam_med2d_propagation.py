@@ -24,7 +24,8 @@ all 30 slices run (a worst case for time). Figures per round:
 * the propagation's batch size (1, 2, 4), cold;
 * voxels that differ between the two engines' 3D results.
 
-Then where the encoder's time goes (torch.profiler, batch 1), before and after.
+Then the adapter's convolutions written four ways, and where the encoder's time goes
+(torch.profiler, batch 1), before and after.
 
     python benchmarks/bench_sam_med2d_propagation.py [--rounds 2] [--think 2] [--no-profile]
 
@@ -84,6 +85,51 @@ class _Network(nn.Module):
         self.config = model.config
 
 
+def bench_adapter(old_ie, rounds: int = 5) -> dict[str, tuple[float, float]]:
+    """The adapter's two convolutions (768 channels, 16x16 tokens) per slice at batch 1 and 4:
+    main's GEMM forms (MKL), torch's convolutions (NCHW, channels last) and ours (oneDNN)."""
+    import torch.nn.functional as F
+
+    from napari_openmedlab.models.sam_med2d import cpu_kernels as ck
+
+    c = 768
+    g = torch.Generator().manual_seed(0)
+    down = torch.randn(c, c, 3, 3, generator=g) * (2 / (9 * c)) ** 0.5
+    up = torch.randn(c, c, 4, 4, generator=g) * (2 / (16 * c)) ** 0.5
+    down_cl, up_cl = (w.contiguous(memory_format=torch.channels_last) for w in (down, up))
+
+    def gemm(x):  # main's CPU path
+        z = torch.relu(old_ie._conv_gemm(x.permute(0, 3, 1, 2), down, 2, 1))
+        return old_ie._conv_transpose_gemm(z, up, 2, 1)
+
+    def native(x, wd=down, wu=up, layout=torch.contiguous_format):
+        z = x.permute(0, 3, 1, 2).contiguous(memory_format=layout)
+        z = torch.relu(F.conv2d(z, wd, stride=2, padding=1))
+        return F.conv_transpose2d(z, wu, stride=2, padding=1)
+
+    variants = {
+        "main: unfold/fold + MKL products": gemm,
+        "torch conv2d/conv_transpose2d, NCHW": native,
+        "torch conv2d/conv_transpose2d, channels last": lambda x: native(x, down_cl, up_cl, torch.channels_last),
+        "ours: channels last, oneDNN products": lambda x: ck.conv_transpose_cl(ck.conv_cl(x, down, 2, 1, "relu"), up, 2, 1),
+    }
+    out = {}
+    with torch.no_grad():
+        for name, fn in variants.items():
+            per = []
+            for b in (1, 4):
+                x = torch.randn(b, 16, 16, c, generator=g)
+                fn(x)
+                times = []
+                for _ in range(rounds):
+                    t0 = time.perf_counter()
+                    fn(x)
+                    times.append(time.perf_counter() - t0)
+                per.append(min(times) / b)
+            out[name] = (per[0], per[1])
+    return out
+
+
 def build_engines(revision: str):
     torch.manual_seed(0)
     model = build_sam2d(CONFIGS["sam-med2d"])
@@ -100,7 +146,7 @@ def build_engines(revision: str):
     spec = get_spec("sam-med2d")
     new = Sam2DEngine(model, spec, device="cpu", prefetch=INTERACTIVE_PREFETCH)
     old = old_sam2d.Sam2DEngine(_Network(old_encoder, model), spec, device="cpu")
-    return new, old
+    return new, old, old_ie
 
 
 def _median(values) -> float:
@@ -202,7 +248,7 @@ def main(argv=None) -> int:
 
     volume = read_volume(args.ct)
     z = volume.shape[0] // 2
-    new, old = build_engines(args.baseline)
+    new, old, old_ie = build_engines(args.baseline)
     runs: dict[str, list] = {}
 
     def add(key, value):
@@ -272,6 +318,10 @@ def main(argv=None) -> int:
         f"box on another slice while it runs: {m['click other 0']:.2f} s without, "
         f"{m[f'click other {INTERACTIVE_PREFETCH}']:.2f} s with"
     )
+
+    print("\nthe adapter's convolutions (768 channels, 16x16 tokens), ms per slice, best of 5:")
+    for name, (b1, b4) in bench_adapter(old_ie).items():
+        print(f"  {name:48s} batch 1 {b1 * 1e3:6.1f}   batch 4 {b4 * 1e3:6.1f}")
 
     if not args.no_profile:
         x = torch.randn(1, 3, 256, 256)

@@ -501,6 +501,7 @@ class SegmentationWidget(PromptToolsMixin, FilesMixin, QWidget):
     def cleanup(self) -> None:
         """Detach from the viewer, stop waiting work and flush the autosave."""
         self.runner.cancel()
+        self.runner.cancel_background()
         self.autoseg.shutdown()
         self.interaction.detach()
         self.view_controls.detach()

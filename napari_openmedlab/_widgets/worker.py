@@ -193,6 +193,7 @@ class EngineRunner(QObject):
         self._pending_load = None
         self._pending_predict = None
         self._cancel.set()
+        self.cancel_background()
         self.engine = None
         self.engine_info = {}
         self._discard_next_load = self._busy == "load"
@@ -358,6 +359,9 @@ class EngineRunner(QObject):
         guard_triton()
         if _is_remote(dropped):
             dropped.close()  # give its server session back before claiming another
+        stop = getattr(dropped, "cancel_background", None)
+        if stop is not None:
+            stop()  # its queued slice embeddings would only slow the new model down
         if engine is None:
             self._progress_cb(0.0, f"loading {info['name']}")
             engine = factory(info["name"], info["checkpoint"], info["device"])

@@ -81,12 +81,11 @@ from .slice2d import (
     SliceEmbedding,
     SliceResult,
     check_window,
-    encoder_input,
+    encoder_batch,
     looks_like_ct,
     mask_digest,
     prompt_tensors,
     slice_of,
-    stretched_size,
     window_bounds,
 )
 from .slice_cache import DEFAULT_MAX_BYTES, INTERACTIVE_PREFETCH, SliceCache
@@ -411,15 +410,11 @@ class Sam2DEngine(Engine):
         if bounds is None:
             raise EngineError("no intensity bounds: set_volume first")
         t0 = time.perf_counter()
-        tensors, transforms = [], []
-        for axis, index in keys:
-            image = pp.to_uint8(slice_of(volume.array, axis, index), bounds, keep_zero=self._keep_zero)
-            stretched = stretched_size(self.kind, volume.geometry.spacing_zyx, axis, image.shape)
-            tensor, transform = encoder_input(image, self.kind, self.model_size, stretched)
-            tensors.append(tensor)
-            transforms.append(transform)
+        batch, transforms = encoder_batch(
+            volume.array, volume.geometry.spacing_zyx, keys, bounds, self._keep_zero, self.kind, self.model_size
+        )
         with torch.no_grad():
-            features = self.network.image_encoder(torch.cat(tensors).to(self.device))
+            features = self.network.image_encoder(batch.to(self.device))
         self.encoder_calls += len(keys)
         self.encoder_batches += 1
         seconds = (time.perf_counter() - t0) / len(keys)

@@ -151,6 +151,28 @@ class StretchedTransform:
 # ------------------------------------------------------------------ network input
 
 
+def encoder_batch(
+    volume_array: np.ndarray,
+    spacing_zyx,
+    keys,
+    bounds: tuple[float, float],
+    keep_zero: bool,
+    kind: str,
+    model_size: int,
+) -> tuple[torch.Tensor, list[Any]]:
+    """The network input of slices ``keys`` (``(axis, index)``), one batch ``(len(keys), 3, S, S)``,
+    and each slice's transform."""
+    tensors, transforms = [], []
+    for axis, index in keys:
+        image = pp.to_uint8(slice_of(volume_array, axis, index), bounds, keep_zero=keep_zero)
+        tensor, transform = encoder_input(
+            image, kind, model_size, stretched_size(kind, spacing_zyx, axis, image.shape)
+        )
+        tensors.append(tensor)
+        transforms.append(transform)
+    return torch.cat(tensors), transforms
+
+
 def encoder_input(
     image: np.ndarray, kind: str, model_size: int, stretched: tuple[int, int] | None
 ) -> tuple[torch.Tensor, Any]:
