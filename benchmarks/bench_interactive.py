@@ -30,7 +30,8 @@ HERE = Path(__file__).resolve().parent
 RUNS = {
     "SAM-Med3D with the defaults": (["bench_sam_med3d_defaults.py", "--rounds", "2"],
                                     ["bench_sam_med3d_defaults.py", "--rounds", "1"]),
-    "SAM-Med2D propagation": (["bench_sam_med2d_propagation.py"], ["bench_sam_med2d_propagation.py"]),
+    "SAM-Med2D propagation": (["bench_sam_med2d_propagation.py", "--rounds", "3"],
+                              ["bench_sam_med2d_propagation.py", "--rounds", "1"]),
     "weight-free engine": (["bench_weight_free.py", "--repeat", "3"],
                            ["bench_weight_free.py", "--repeat", "1", "--cases", "synthetic"]),
 }
