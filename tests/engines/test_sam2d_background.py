@@ -25,17 +25,7 @@ from napari_openmedlab.models.sam_med2d import build_sam2d, small_config
 UNTIL_EMPTY = PropagationOptions(min_area=1, min_overlap=0.0, min_dice=0.0)  # random weights: all 30
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def ct(shared_data) -> Volume:
-    return read_volume(shared_data / "totalseg-ct" / "ct.nii.gz")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/engines/conftest.py
 
 
 @pytest.fixture(scope="module")

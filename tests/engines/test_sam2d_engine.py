@@ -28,19 +28,7 @@ from napari_openmedlab.engines.slice_cache import SliceCache
 from napari_openmedlab.io import Geometry, Volume, read_volume
 from napari_openmedlab.models.registry import get_spec
 
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny tensors: thread start-up and contention with other processes dominate otherwise
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def ct(shared_data) -> Volume:
-    return read_volume(shared_data / "totalseg-ct" / "ct.nii.gz")
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # tests/engines/conftest.py
 
 
 @pytest.fixture(scope="module")
