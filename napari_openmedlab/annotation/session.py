@@ -219,7 +219,7 @@ class AnnotationSession:
         self._check_grid(prediction)
         self.object.preview = prediction
         self.object.fresh = True
-        self.history.touch()
+        self.history.pack_previews(shown=prediction)
         return True
 
     def set_propagation(self, generation: int, prediction: Prediction) -> bool:
@@ -229,6 +229,7 @@ class AnnotationSession:
         self._check_grid(prediction)
         new = replace(self.object, preview=prediction, fresh=True)
         self._push_object(SessionStep("propagation", before=self.object, after=new), new, reset=False)
+        self.history.pack_previews(shown=prediction)
         return True
 
     def preview(self) -> Prediction | None:

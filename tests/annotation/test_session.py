@@ -301,3 +301,45 @@ def test_kill_9_right_after_a_commit_loses_nothing_committed(tmp_path):
     loaded, _ = StructureSetAutosave(tmp_path / "auto").load_latest()
     assert loaded.names() == ["A", "B"]
     np.testing.assert_array_equal(loaded.mask("B"), ball((8, 9, 10), 4))
+
+
+def test_undo_steps_keep_earlier_previews_bit_packed_and_give_them_back(session):
+    from napari_openmedlab.annotation.undo import PackedPreview
+
+    answers = []
+    for zyx, positive in (((8, 12, 12), True), ((8, 20, 20), True), ((8, 12, 15), False)):
+        session.handle(AddPoint(zyx, positive))
+        answers.append(session.object.preview.to_mask())
+    assert not isinstance(session.object.preview, PackedPreview)  # the one on screen stays as is
+    held = [state.preview for step in session.history._undo for state in (step.before, step.after)
+            if state is not None and state.preview is not None]
+    packed = [p for p in held if isinstance(p, PackedPreview)]
+    assert len({id(p) for p in packed}) >= 2  # each earlier answer, packed once (states share it)
+    assert all(not isinstance(p, PackedPreview) or p in packed for p in held)
+    assert all(p.nbytes * 7 <= p.patch.nbytes for p in packed)
+    session.handle(Undo())
+    np.testing.assert_array_equal(session.preview().to_mask(), answers[1])
+    session.handle(Undo())
+    np.testing.assert_array_equal(session.preview().to_mask(), answers[0])
+    session.handle(Redo())
+    session.handle(Redo())
+    np.testing.assert_array_equal(session.preview().to_mask(), answers[2])
+
+
+def test_a_session_lets_the_engine_reuse_its_answer_memory():
+    """Undo steps must not pin the engine's earlier answers (SAM-Med3D writes each answer into
+    memory it reuses once no one holds it)."""
+    torch = pytest.importorskip("torch")
+    from napari_openmedlab.engines.sam_med3d import SamMed3DEngine
+    from tests.engines.test_sam_med3d_engine import FakeSam3D, _rod_volume
+
+    volume, rod = _rod_volume()
+    engine = SamMed3DEngine(FakeSam3D(), "cpu")
+    s = AnnotationSession(volume, engine=engine)
+    with torch.inference_mode():
+        s.handle(AddPoint((150, 24, 24)))
+        for k in range(4):
+            s.handle(AddPoint((150 + 30 * (k % 2), 24, 10 + k), positive=False))
+    # the first answer's array and its spare, then the two that alternate: no new one per click
+    assert engine._buffers.allocated <= 3
+    assert (s.preview().to_mask() & rod).sum() > 0.5 * rod.sum()
