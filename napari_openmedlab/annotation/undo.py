@@ -267,7 +267,25 @@ class History:
 
     @property
     def nbytes(self) -> int:
-        return sum(s.nbytes for s in self._undo) + sum(s.nbytes for s in self._redo)
+        """Bytes held: each step's label diff, and each object state and each preview or refine
+        mask once (a step's ``before`` is the previous step's ``after``, and a new click's state
+        shares its preview until the answer comes: counted per step, one 78 MB preview counted
+        three times made the bound keep a single undo step on a large object)."""
+        total = 0
+        seen: set[int] = set()
+        for step in (*self._undo, *self._redo):
+            states = [st for st in (step.before, step.after) if st is not None]
+            total += step.nbytes - sum(st.nbytes for st in states)  # its label or structure diffs
+            for state in states:
+                if id(state) in seen:
+                    continue
+                seen.add(id(state))
+                total += int(state.points.nbytes + state.labels.nbytes)
+                for p in (state.mask, state.preview):
+                    if p is not None and id(p) not in seen:
+                        seen.add(id(p))
+                        total += _prediction_bytes(p)
+        return total
 
     def __len__(self) -> int:
         return len(self._undo) + len(self._redo)
@@ -277,12 +295,10 @@ class History:
         return [s.description for s in self._undo]
 
     def _trim(self) -> None:
-        total = self.nbytes
-        while total > self.max_bytes:
+        while self.nbytes > self.max_bytes:  # recounted: steps share states and previews
             if len(self._undo) > 1:
-                victim = self._undo.popleft()  # the oldest undo step
+                self._undo.popleft()  # the oldest undo step
             elif len(self._redo) > (0 if self._undo else 1):
-                victim = self._redo.popleft()  # the farthest redo step
+                self._redo.popleft()  # the farthest redo step
             else:
                 break
-            total -= victim.nbytes

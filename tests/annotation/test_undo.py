@@ -96,3 +96,23 @@ def test_a_new_prompt_keeps_the_old_preview_but_marks_it_stale():
     clicked = state.with_point((1, 1, 1), True)
     assert clicked.preview is state.preview and state.fresh and not clicked.fresh
     assert not clicked.with_box(Box(0, 1, 0, 0, 2, 2)).fresh
+
+
+def test_history_counts_a_state_and_a_preview_shared_by_steps_once():
+    def preview(k):
+        mask = np.zeros((10, 10, 10), bool)
+        mask[k] = True
+        return Prediction((0, 0, 0, 10, 10, 10), mask, (10, 10, 10))  # 1000 bytes
+
+    h = History(max_bytes=4500)
+    state = ObjectState(preview=preview(0))
+    for k in range(1, 5):  # as the session does: the click's state shares the old preview first
+        new = state.with_point((k, 0, 0), True)
+        h.push(Step("click", before=state, after=new))
+        new.preview = preview(k)  # the answer arrives
+        h.touch()
+        state = new
+    # five distinct previews (5000 bytes) and the points: the oldest step goes, three stay;
+    # counted per step (before + after), every step held 2000 bytes and only two would stay
+    assert len(h) == 3
+    assert 4000 < h.nbytes <= 4500
