@@ -535,10 +535,12 @@ class SessionView:
             data[bbox_slices(self._preview_bbox)] = 0
             self._preview_bbox = None
         pred = self.model.preview()
-        if pred is not None and not pred.empty:
+        patch = pred.patch if pred is not None else None  # read once: an undo step's is unpacked
+        if patch is not None and patch.any():
             # the layer holds only the preview and its box was just cleared, so the whole box is
-            # written in one pass: 50x faster than a boolean-index store on a large object's box
-            np.multiply(pred.patch.view(np.uint8), PREVIEW_ID, out=data[pred.slices], casting="unsafe")
+            # written in one pass: 4x faster than a boolean-index store on a smooth organ's box
+            # (5 vs 20 ms on 78 M voxels), 50x on a noisy mask
+            np.multiply(patch.view(np.uint8), PREVIEW_ID, out=data[pred.slices], casting="unsafe")
             self._preview_bbox = pred.bbox
             self.set_preview_color()
         layer.refresh()

@@ -65,6 +65,7 @@ import torch
 from ..io.volume import Volume
 from ..models.registry import ModelSpec
 from ..models.sam_med2d import preprocess as pp
+from ..models.threads import ThreadSetting
 from .base import (
     CancelFlag,
     Engine,
@@ -141,7 +142,7 @@ def _announce_copy(source, folder) -> None:
         )
 
 
-class Sam2DEngine(Engine):
+class Sam2DEngine(ThreadSetting, Engine):
     """A SAM-family 2D network on the slices of one volume.
 
     Args:
@@ -267,17 +268,6 @@ class Sam2DEngine(Engine):
         return cls(network, spec, device=dev, **kwargs)
 
     # ------------------------------------------------------------------ settings
-
-    @property
-    def cpu_threads(self) -> int:
-        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
-        return self.thread_policy.fixed or 0
-
-    @cpu_threads.setter
-    def cpu_threads(self, value: int | None) -> None:
-        from ..models.threads import ThreadPolicy
-
-        self.thread_policy = ThreadPolicy(value)
 
     @property
     def slice_axis(self) -> int:

@@ -78,6 +78,7 @@ from collections import OrderedDict
 import numpy as np
 
 from ..io.volume import Volume
+from ..models.threads import ThreadSetting
 from .base import (
     CancelFlag,
     Cancelled,
@@ -108,7 +109,7 @@ ENCODERS = ("fast", "reference")
 MASK_LOGIT = 8.0
 
 
-class SamMed3DEngine(Engine):
+class SamMed3DEngine(ThreadSetting, Engine):
     """Interactive SAM-Med3D on one volume.
 
     Args:
@@ -181,17 +182,6 @@ class SamMed3DEngine(Engine):
         self._encoder = value
         if hasattr(self.model, "fast_encoder"):
             self.model.fast_encoder = value == "fast"
-
-    @property
-    def cpu_threads(self) -> int:
-        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
-        return self.thread_policy.fixed or 0
-
-    @cpu_threads.setter
-    def cpu_threads(self, value: int | None) -> None:
-        from ..models.threads import ThreadPolicy
-
-        self.thread_policy = ThreadPolicy(value)
 
     @property
     def cache_size(self) -> int:
@@ -318,11 +308,7 @@ class SamMed3DEngine(Engine):
                                                   mask_prompt, timings)
                 hi = results[start][1]
                 if stream is not None and start not in pasted:
-                    t0 = time.perf_counter()
-                    piece = pasted[start] = grid.paste(hi, start) if hi.any() else None
-                    timings["postprocess"] += time.perf_counter() - t0
-                    if piece is not None:
-                        stream(Prediction(piece[0], piece[1], self.volume.shape))
+                    pasted[start] = self._show(stream, hi, start, timings)
                 for axis, direction in touched_faces(hi, start, grid.shape):
                     neighbour = list(start)
                     neighbour[axis] += direction * stride
@@ -373,17 +359,22 @@ class SamMed3DEngine(Engine):
         embedding = self._embeddings([first], timings, cancel)[first]
         _check(cancel)
         logits, hi = self._decode(embedding, *prompt, None, timings)
-        piece = None
-        if stream is not None and hi.any():  # seen within a second, even if the crop moves
-            t0 = time.perf_counter()
-            piece = self.grid.paste(hi, first)
-            timings["postprocess"] += time.perf_counter() - t0
-            if piece is not None:
-                stream(Prediction(piece[0], piece[1], self.volume.shape))
+        # seen within a second, even if the crop then moves
+        piece = self._show(stream, hi, first, timings) if stream is not None else None
         moved = recentred_start(hi, first, self.grid.shape)
         if moved is None:  # the loop keeps this crop as decoded (same prompt) and its piece
             return first, {first: logits}, {first: prompt}, ({first: piece} if stream else {})
         return moved, {}, {}, {}
+
+    def _show(self, stream: PartialCallback, hi: np.ndarray, start: tuple, timings: dict):
+        """Paste a decoded crop mask onto the volume grid and hand it to ``stream``; returns the
+        ``(bbox, patch)`` piece (None when empty), which the answer's merge reuses."""
+        t0 = time.perf_counter()
+        piece = self.grid.paste(hi, start) if hi.any() else None
+        timings["postprocess"] += time.perf_counter() - t0
+        if piece is not None:
+            stream(Prediction(piece[0], piece[1], self.volume.shape))
+        return piece
 
     # --- steps --------------------------------------------------------------------------------
     def _crop_mask(self, start: tuple, logits) -> np.ndarray:

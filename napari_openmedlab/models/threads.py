@@ -103,3 +103,19 @@ class ThreadPolicy:
         if torch.get_num_threads() != n:
             torch.set_num_threads(n)
         return n
+
+
+class ThreadSetting:
+    """The ``cpu_threads`` setting of an engine that runs under a :class:`ThreadPolicy`
+    (``self.thread_policy``): the CLI's ``--threads``, the widget's spin box and the API set it."""
+
+    thread_policy: ThreadPolicy
+
+    @property
+    def cpu_threads(self) -> int:
+        """Torch threads on the CPU: a fixed count, or 0 for the cores others leave free."""
+        return self.thread_policy.fixed or 0
+
+    @cpu_threads.setter
+    def cpu_threads(self, value: int | None) -> None:
+        self.thread_policy = ThreadPolicy(value)
